@@ -1,0 +1,1 @@
+"""Pydantic contracts that the backend and the frontend share: requests, responses, errors."""
