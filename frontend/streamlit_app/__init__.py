@@ -1,0 +1,1 @@
+"""The Streamlit frontend: pages on the public API, reached only over HTTP."""

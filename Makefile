@@ -1,0 +1,87 @@
+# Every target runs under plain /bin/sh (Debian's dash included): no bash-isms.
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+export UV_PYTHON ?= $(PYTHON)
+export UV_PYTHON_DOWNLOADS ?= never
+# This machine sets PYTHONDONTWRITEBYTECODE; without compiled bytecode every start is seconds slower.
+export UV_COMPILE_BYTECODE := 1
+DEV_API_KEY := dev-public-key
+DEV_OPERATOR_KEY := dev-operator-key
+BACKEND_PORT ?= 8000
+PYTEST_ARGS ?=
+FRONTEND_PORT ?= 8501
+
+.PHONY: help install run run-backend run-frontend test test-unit test-integration lint format \
+	typecheck migrate clean docker-up docker-down check-compose container-engine \
+	container-engine-stop
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
+
+install: ## Install everything from the lock into .venv (installs uv with pip if missing)
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen
+
+run: ## Serve the backend on :8000 and the frontend on :8501 (Ctrl-C stops both)
+	@trap 'kill 0' INT TERM; \
+	$(MAKE) --no-print-directory run-backend & \
+	$(MAKE) --no-print-directory run-frontend & \
+	wait
+
+run-backend: ## Serve the backend alone, reloading on change
+	$(BIN)/uvicorn app.main:create_app --factory --reload --reload-dir backend \
+		--host 127.0.0.1 --port $(BACKEND_PORT)
+
+run-frontend: ## Serve the Streamlit frontend alone
+	BACKEND_URL=$${BACKEND_URL:-http://127.0.0.1:$(BACKEND_PORT)} \
+	BACKEND_API_KEY=$${BACKEND_API_KEY:-$(DEV_API_KEY)} \
+	BACKEND_OPERATOR_KEY=$${BACKEND_OPERATOR_KEY:-$(DEV_OPERATOR_KEY)} \
+	$(BIN)/streamlit run frontend/streamlit_app/main.py --server.headless true \
+		--server.port $(FRONTEND_PORT) --browser.gatherUsageStats false
+
+test: ## Run every test (unit, integration, frontend); real-service tiers skip when absent
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: ## Run the unit tests
+	$(BIN)/pytest backend/tests/unit $(PYTEST_ARGS)
+
+test-integration: ## Run the integration tests over every available backend
+	$(BIN)/pytest backend/tests/integration $(PYTEST_ARGS)
+
+lint: ## ruff check and ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: ## Fix lint and format the code
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: ## mypy: strict for the code, relaxed for tests (fixtures need no return types)
+	$(BIN)/mypy backend/app shared/shared frontend/streamlit_app
+	$(BIN)/mypy --allow-untyped-defs --allow-incomplete-defs backend/tests
+
+migrate: ## Apply the database migrations to DATABASE_URL
+	$(BIN)/python -m app.cli migrate
+
+clean: ## Remove caches, reports and the local SQLite database
+	rm -rf .pytest_cache .mypy_cache .ruff_cache reports artifacts mutants data
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
+
+docker-up: ## Start backend, frontend, Redis and PostgreSQL with Docker Compose
+	docker compose up --build -d
+
+docker-down: ## Stop the Compose stack
+	docker compose down
+
+check-compose: ## Validate docker-compose.yml with a real parser
+	sh scripts/check-compose.sh
+
+container-engine: ## Provision podman as a Docker API for testcontainers (Debian, no Docker)
+	scripts/container-engine.sh start
+
+container-engine-stop: ## Stop the podman API service started by container-engine
+	scripts/container-engine.sh stop

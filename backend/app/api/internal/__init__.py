@@ -1,0 +1,12 @@
+"""The operator API, under /internal, with its own OpenAPI document at /internal/docs."""
+
+from fastapi import APIRouter, Depends
+
+from app.api.internal import health
+from app.api.internal.deps import require_operator
+from app.api.responses import AUTH_ERRORS
+
+router = APIRouter(
+    prefix="/internal", dependencies=[Depends(require_operator)], responses=AUTH_ERRORS
+)
+router.include_router(health.router)

@@ -1,0 +1,181 @@
+"""Settings from the environment (and `.env`), validated once at start.
+
+Every field has a description: `.env.example` and the README's table are the human-facing copy.
+`load_settings()` turns pydantic's validation error into a `ConfigurationError` that names the
+environment variable, so a bad deployment stops at start with a message an operator can act on.
+"""
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.core.exceptions import ConfigurationError
+
+DEFAULT_SQLITE_URL = f"sqlite+aiosqlite:///{Path('data') / 'app.db'}"
+# Well-known keys for a fresh clone; refused outside development.
+DEV_API_KEY = "dev-public-key"
+DEV_INTERNAL_API_KEY = "dev-operator-key"
+DEV_KEY_HASH_SECRET = "dev-key-hash-secret"  # noqa: S105 - a development placeholder, refused in production
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", validate_default=True)
+
+    environment: Environment = Field(
+        Environment.DEVELOPMENT,
+        description="development (dev keys, migrations at start), test, or production (strict).",
+    )
+    log_level: str = Field("INFO", description="Python logging level: DEBUG, INFO, WARNING...")
+    database_url: str = Field(
+        DEFAULT_SQLITE_URL,
+        description="sqlite+aiosqlite:///path or postgresql+asyncpg://user:pass@host/db.",
+    )
+    database_auto_migrate: bool | None = Field(
+        None, description="Apply migrations at start; default: yes except in production."
+    )
+    redis_url: str | None = Field(
+        None, description="redis://host:port/db; unset means an in-memory cache per process."
+    )
+    redis_timeout_seconds: float = Field(0.5, gt=0, description="Socket timeout for Redis calls.")
+    api_keys: CommaList = Field(
+        default_factory=list, description="Comma-separated public API keys for /v1."
+    )
+    internal_api_keys: CommaList = Field(
+        default_factory=list, description="Comma-separated operator keys for /internal (and /v1)."
+    )
+    key_hash_secret: SecretStr = Field(
+        SecretStr(""), description="Server-side secret for hashing database-issued API keys."
+    )
+    ai_model: str = Field(
+        "local",
+        description="`local` (offline) or a pydantic-ai model string: openai-chat:gpt-4o-mini.",
+    )
+    ai_base_url: str | None = Field(
+        None, description="Base URL of an OpenAI-compatible server (Ollama, vLLM, LM Studio)."
+    )
+    ai_api_key: SecretStr | None = Field(
+        None, description="Provider API key; else the provider's usual variable is used."
+    )
+    ai_attempt_timeout_seconds: float = Field(20.0, gt=0, description="Timeout of one attempt.")
+    ai_request_deadline_seconds: float = Field(
+        45.0,
+        gt=0,
+        description="Total time one request may spend on the provider, retries included.",
+    )
+    ai_max_attempts: int = Field(3, ge=1, le=10, description="Attempts per request (1 = no retry).")
+    ai_retry_initial_seconds: float = Field(0.5, ge=0, description="First retry backoff.")
+    cache_ttl_seconds: int = Field(3600, ge=1, description="Default cache TTL of an answer.")
+    cache_stale_grace_seconds: int = Field(
+        86400,
+        ge=0,
+        description="How long past expiry a stale answer may serve a degraded response.",
+    )
+    cache_lru_size: int = Field(1024, ge=0, description="Entries in the in-process LRU.")
+    breaker_failure_threshold: int = Field(5, ge=1, description="Failures that open the breaker.")
+    breaker_window_seconds: float = Field(60.0, gt=0, description="Window failures are counted in.")
+    breaker_recovery_seconds: float = Field(30.0, gt=0, description="Open time before a trial.")
+    breaker_half_open_max_calls: int = Field(1, ge=1, description="Concurrent trial calls.")
+    batch_max_items: int = Field(20, ge=1, le=200, description="Items accepted in one batch.")
+    batch_concurrency: int = Field(4, ge=1, le=32, description="Items of a batch run at once.")
+    max_body_bytes: int = Field(
+        256 * 1024, ge=1024, description="Request bodies above this size get 413."
+    )
+
+    @field_validator("api_keys", "internal_api_keys", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalize_database_url(cls, value: str) -> str:
+        # Accept the URLs people paste from their provider's console.
+        for plain, async_scheme in (
+            ("postgres://", "postgresql+asyncpg://"),
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if value.startswith(plain):
+                value = async_scheme + value.removeprefix(plain)
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            return None
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @model_validator(mode="after")
+    def _apply_environment_rules(self) -> "Settings":
+        if self.environment is Environment.PRODUCTION:
+            placeholders = {DEV_API_KEY, DEV_INTERNAL_API_KEY}
+            if not self.api_keys or placeholders & set(self.api_keys):
+                raise ValueError("API_KEYS: production needs real public keys")
+            if not self.internal_api_keys or placeholders & set(self.internal_api_keys):
+                raise ValueError("INTERNAL_API_KEYS: production needs real operator keys")
+            secret = self.key_hash_secret.get_secret_value()
+            if len(secret) < 32 or secret == DEV_KEY_HASH_SECRET:
+                raise ValueError("KEY_HASH_SECRET: production needs a random secret of 32+ chars")
+        else:
+            if not self.api_keys:
+                self.api_keys = [DEV_API_KEY]
+            if not self.internal_api_keys:
+                self.internal_api_keys = [DEV_INTERNAL_API_KEY]
+            if not self.key_hash_secret.get_secret_value():
+                self.key_hash_secret = SecretStr(DEV_KEY_HASH_SECRET)
+        if overlap := set(self.api_keys) & set(self.internal_api_keys):
+            raise ValueError(f"API_KEYS and INTERNAL_API_KEYS share {len(overlap)} key(s)")
+        return self
+
+    @property
+    def auto_migrate(self) -> bool:
+        if self.database_auto_migrate is not None:
+            return self.database_auto_migrate
+        return self.environment is not Environment.PRODUCTION
+
+    @property
+    def uses_dev_keys(self) -> bool:
+        return DEV_API_KEY in self.api_keys or DEV_INTERNAL_API_KEY in self.internal_api_keys
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, naming the offending environment variable when one is invalid."""
+    try:
+        return Settings(**overrides)
+    except PydanticValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            location = [str(part) for part in error["loc"]]
+            message = error["msg"].removeprefix("Value error, ")
+            variable = location[0].upper() if location else message.split(":", 1)[0]
+            problems.append(f"{variable}: {message}" if location else message)
+        raise ConfigurationError(
+            "Invalid configuration: " + "; ".join(problems), details=problems
+        ) from None

@@ -1,0 +1,1 @@
+"""SQL persistence: the engine and sessions, the tables, the migrations."""

@@ -1,0 +1,42 @@
+"""The Redis client factory: short timeouts and no hidden retries, so an outage fails fast.
+
+Callers (the cache, readiness) decide what to do when Redis is down; a client that silently retried
+for seconds would turn a Redis outage into a slow API instead of a degraded but fast one.
+"""
+
+import logging
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+logger = logging.getLogger(__name__)
+
+
+def create_redis(url: str, *, timeout_seconds: float = 0.5) -> Redis:
+    """A client whose every command either answers or fails within about `timeout_seconds`.
+
+    Creating the client does not connect (the first command does), so this never fails for an
+    unreachable server.
+    """
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        # redis-py 8 retries failed commands by default, with backoff, which multiplies the
+        # timeout; the cache has its own fallback, so one attempt is enough.
+        retry=Retry(NoBackoff(), 0),
+        # Bytes in, bytes out: the cache decodes JSON itself and must see undecodable values.
+        decode_responses=False,
+        # No PING before commands after idle time: it would add a round trip to some requests.
+        health_check_interval=0,
+    )
+
+
+async def ping(redis: Redis) -> bool:
+    """Whether Redis answers PING. Never raises: readiness probes call it."""
+    try:
+        return bool(await redis.ping())
+    except Exception as exc:  # a probe reports failure, whatever its cause
+        logger.debug("Redis ping failed: %r", exc)
+        return False

@@ -1,0 +1,30 @@
+"""Readiness: each dependency as ok, degraded or down, and the worst of them overall."""
+
+from shared.health import DependencyHealth, HealthState, ReadinessResponse
+
+from app.infrastructure.cache import ResponseCache
+from app.infrastructure.database.engine import Database
+
+_ORDER: dict[HealthState, int] = {"ok": 0, "degraded": 1, "down": 2}
+
+
+async def database_health(database: Database) -> DependencyHealth:
+    if await database.ping():
+        return DependencyHealth(name="database", status="ok")
+    return DependencyHealth(name="database", status="down", detail="the database does not answer")
+
+
+async def cache_health(cache: ResponseCache) -> DependencyHealth:
+    if cache.backend == "memory":
+        return DependencyHealth(name="cache", status="ok", detail="in-memory (no REDIS_URL)")
+    if await cache.ping():
+        return DependencyHealth(name="cache", status="ok", detail="redis")
+    # Answers still flow from the in-process cache, so this is degraded rather than down.
+    return DependencyHealth(
+        name="cache", status="degraded", detail="redis unreachable; serving from memory"
+    )
+
+
+def readiness(dependencies: list[DependencyHealth]) -> ReadinessResponse:
+    worst = max((dep.status for dep in dependencies), key=_ORDER.__getitem__, default="ok")
+    return ReadinessResponse(status=worst, dependencies=dependencies)

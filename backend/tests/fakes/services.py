@@ -1,0 +1,134 @@
+"""Finding real services for the tiers: a Redis server, a Redis container, PostgreSQL.
+
+Each finder returns a URL, or the reason it could not, so the fixture can skip with that reason
+(or fail under REQUIRE_REAL_SERVICES=1, where a missing service is an error in CI).
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+REQUIRE_REAL_SERVICES = os.environ.get("REQUIRE_REAL_SERVICES") == "1"
+
+
+def unavailable(reason: str) -> None:
+    """Skip, or fail when the run promised real services."""
+    if REQUIRE_REAL_SERVICES:
+        pytest.fail(f"{reason} (REQUIRE_REAL_SERVICES=1 requires it)", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.01)
+    return False
+
+
+class RedisServerProcess:
+    """A private `redis-server` on a free loopback port that a test may stop and start again."""
+
+    def __init__(self, binary: str, port: int | None = None) -> None:
+        self.binary = binary
+        self.port = port or free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="redis-test-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 - our own argv, no shell
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if not wait_for_port(self.port):
+            self.stop()
+            raise RuntimeError(f"redis-server did not listen on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+            self.process = None
+
+
+@contextmanager
+def redis_server_url() -> Iterator[str | None]:
+    """TEST_REDIS_URL if set; else a private redis-server for the session; else None."""
+    if url := os.environ.get("TEST_REDIS_URL"):
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    server = RedisServerProcess(binary)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def docker_answers() -> bool:
+    """Whether a Docker API (Docker itself, or podman's) answers `GET /_ping` at DOCKER_HOST.
+
+    A raw request rather than the docker SDK: the SDK leaves its socket for the garbage
+    collector, and the ResourceWarning would fail whichever test runs at that moment.
+    """
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        if host.startswith("unix://"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address: str | tuple[str, int] = host.removeprefix("unix://")
+        elif host.startswith("tcp://"):
+            name, _, port = host.removeprefix("tcp://").partition(":")
+            sock = socket.socket()
+            address = (name, int(port or 2375))
+        else:
+            return False
+        with sock:
+            sock.settimeout(2)
+            sock.connect(address)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return sock.recv(64).split(b" ")[1:2] == [b"200"]
+    except (OSError, ValueError):
+        return False
+
+
+def postgres_url() -> str | None:
+    return os.environ.get("TEST_DATABASE_URL") or None

@@ -1,0 +1,78 @@
+"""Settings: bad configuration stops the start with a message that names the variable."""
+
+import pytest
+from app.core.config import DEV_API_KEY, load_settings
+from app.core.exceptions import ConfigurationError
+
+
+@pytest.fixture(autouse=True)
+def _no_env_file(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    # Settings read `.env` from the working directory; tests must not see a developer's file.
+    monkeypatch.chdir(tmp_path)
+
+
+class TestSettingsValidation:
+    @pytest.mark.covers("CONF-01")
+    def test_nonsense_database_url_names_the_variable(self, monkeypatch: pytest.MonkeyPatch):
+        monkeypatch.setenv("DATABASE_URL", "nonsense")
+
+        with pytest.raises(ConfigurationError, match="DATABASE_URL"):
+            load_settings()
+
+    @pytest.mark.covers("CONF-01")
+    def test_bad_redis_url_names_the_variable(self, monkeypatch: pytest.MonkeyPatch):
+        monkeypatch.setenv("REDIS_URL", "http://localhost")
+
+        with pytest.raises(ConfigurationError, match="REDIS_URL"):
+            load_settings()
+
+    @pytest.mark.covers("CONF-01")
+    def test_out_of_range_number_names_the_variable(self, monkeypatch: pytest.MonkeyPatch):
+        monkeypatch.setenv("BREAKER_FAILURE_THRESHOLD", "0")
+
+        with pytest.raises(ConfigurationError, match="BREAKER_FAILURE_THRESHOLD"):
+            load_settings()
+
+    @pytest.mark.covers("CONF-02")
+    def test_production_without_keys_is_refused(self, monkeypatch: pytest.MonkeyPatch):
+        monkeypatch.setenv("ENVIRONMENT", "production")
+
+        with pytest.raises(ConfigurationError, match="API_KEYS"):
+            load_settings()
+
+    @pytest.mark.covers("CONF-02")
+    def test_production_with_dev_placeholder_key_is_refused(self, monkeypatch: pytest.MonkeyPatch):
+        monkeypatch.setenv("ENVIRONMENT", "production")
+        monkeypatch.setenv("API_KEYS", DEV_API_KEY)
+        monkeypatch.setenv("INTERNAL_API_KEYS", "op-" + "x" * 40)
+        monkeypatch.setenv("KEY_HASH_SECRET", "s" * 40)
+
+        with pytest.raises(ConfigurationError, match="API_KEYS"):
+            load_settings()
+
+    @pytest.mark.covers("CONF-02")
+    def test_production_with_real_keys_starts(self, monkeypatch: pytest.MonkeyPatch):
+        monkeypatch.setenv("ENVIRONMENT", "production")
+        monkeypatch.setenv("API_KEYS", "pub-1, pub-2")
+        monkeypatch.setenv("INTERNAL_API_KEYS", "op-1")
+        monkeypatch.setenv("KEY_HASH_SECRET", "s" * 40)
+
+        settings = load_settings()
+
+        assert settings.api_keys == ["pub-1", "pub-2"]
+        assert settings.auto_migrate is False
+
+    @pytest.mark.covers("CONF-03")
+    def test_development_defaults_give_dev_keys_and_sqlite(self):
+        settings = load_settings()
+
+        assert settings.api_keys == [DEV_API_KEY]
+        assert settings.database_url.startswith("sqlite+aiosqlite:///")
+        assert settings.redis_url is None
+        assert settings.ai_model == "local"
+
+    @pytest.mark.covers("CONF-03")
+    def test_plain_postgres_url_is_given_the_async_driver(self, monkeypatch: pytest.MonkeyPatch):
+        monkeypatch.setenv("DATABASE_URL", "postgres://u@h/db")
+
+        assert load_settings().database_url == "postgresql+asyncpg://u@h/db"

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Debian packages the full test suite and benchmarks use beyond Python: a redis-server binary for
+# the fault tests, and wrk for `make bench`. Idempotent; installs only what is missing.
+# (The container engine has its own script: scripts/container-engine.sh.)
+set -eu
+missing=""
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
+if [ -z "$missing" ]; then
+  echo "system packages already present" >&2
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing:$missing; run as root (or with sudo) to install them" >&2
+  exit 1
+fi
+apt-get update -qq
+# shellcheck disable=SC2086 # word splitting is the point
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
