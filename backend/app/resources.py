@@ -1,19 +1,28 @@
 """Shared clients: created and closed by the lifespan, handed out by the API dependencies."""
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from pydantic_ai.models import Model
 from redis.asyncio import Redis
 
 from app.core.config import Settings
+from app.infrastructure.ai.provider import AIProvider, build_model
+from app.infrastructure.ai.resilient import ResilientProvider, is_provider_failure
 from app.infrastructure.cache import ResponseCache
 from app.infrastructure.database.engine import Database
 from app.infrastructure.metrics import Metrics
 from app.infrastructure.redis_client import create_redis
+from app.infrastructure.resilience.breaker import CircuitBreaker
+from app.infrastructure.resilience.breaker_store import MemoryBreakerStore, RedisBreakerStore
+from app.infrastructure.resilience.retry import RetryPolicy, Sleep
 from app.services.auth import Authenticator
+from app.services.history import HistoryService
+from app.services.text_processor import TextProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +36,9 @@ class Externals:
     """
 
     redis: Redis | None = None
+    ai_model: Model | None = None
     clock: Callable[[], float] = time.time
+    sleep: Sleep = asyncio.sleep
 
 
 @dataclass
@@ -38,12 +49,16 @@ class Resources:
     redis: Redis | None
     cache: ResponseCache
     authenticator: Authenticator
+    provider: ResilientProvider
+    text_processor: TextProcessor
+    history: HistoryService
 
 
 @asynccontextmanager
 async def open_resources(
     settings: Settings, metrics: Metrics, externals: Externals
 ) -> AsyncIterator[Resources]:
+    provider = AIProvider(externals.ai_model or build_model(settings))  # bad AI_MODEL: stop here
     database = Database(settings.database_url)
     redis = externals.redis
     if redis is None and settings.redis_url:
@@ -57,6 +72,40 @@ async def open_resources(
             max_stale_seconds=settings.cache_stale_grace_seconds,
             metrics=metrics,
             clock=externals.clock,
+        )
+        breaker = CircuitBreaker(
+            "ai_provider",
+            RedisBreakerStore(redis) if redis is not None else MemoryBreakerStore(),
+            failure_threshold=settings.breaker_failure_threshold,
+            recovery_seconds=settings.breaker_recovery_seconds,
+            window_seconds=settings.breaker_window_seconds,
+            half_open_max_calls=settings.breaker_half_open_max_calls,
+            clock=externals.clock,
+            is_failure=is_provider_failure,
+            on_transition=lambda name, _before, after: metrics.breaker_transitions.labels(
+                name, after.value
+            ).inc(),
+        )
+        resilient = ResilientProvider(
+            provider,
+            breaker,
+            RetryPolicy(
+                max_attempts=settings.ai_max_attempts,
+                attempt_timeout_seconds=settings.ai_attempt_timeout_seconds,
+                deadline_seconds=settings.ai_request_deadline_seconds,
+                initial_backoff_seconds=settings.ai_retry_initial_seconds,
+            ),
+            metrics,
+            externals.sleep,
+        )
+        history = HistoryService(database)
+        text_processor = TextProcessor(
+            resilient,
+            cache,
+            history,
+            ttl_seconds=settings.cache_ttl_seconds,
+            stale_grace_seconds=settings.cache_stale_grace_seconds,
+            batch_concurrency=settings.batch_concurrency,
         )
         if settings.uses_dev_keys:
             logger.warning(
@@ -72,6 +121,9 @@ async def open_resources(
             redis=redis,
             cache=cache,
             authenticator=Authenticator(settings),
+            provider=resilient,
+            text_processor=text_processor,
+            history=history,
         )
     finally:
         if redis is not None and externals.redis is None:  # close only what we opened

@@ -25,10 +25,16 @@ from app.main import create_app
 from app.resources import Externals
 from asgi_lifespan import LifespanManager
 from fakes.clock import FakeClock
+from fakes.providers import FakeProvider, RecordingSleep
 from fakes.services import docker_answers, postgres_url, redis_server_url, unavailable
 from httpx import ASGITransport, AsyncClient
+from pydantic_ai import models
+from pydantic_ai.models import Model
 from redis.asyncio import Redis
 from sqlalchemy import text
+
+# A test that reaches a real LLM provider by accident fails loudly instead of spending money.
+models.ALLOW_MODEL_REQUESTS = False
 
 PUBLIC_KEY = "test-public-key"
 OPERATOR_KEY = "test-operator-key"
@@ -190,17 +196,29 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture
+def provider() -> FakeProvider:
+    """A fake AI provider, succeeding until the test says otherwise."""
+    return FakeProvider()
+
+
+@pytest.fixture
+def sleep() -> RecordingSleep:
+    return RecordingSleep()
+
+
 ClientFactory = Callable[..., Awaitable[AsyncClient]]
 
 
 @pytest.fixture
 async def make_client(
-    sqlite_backend: DatabaseBackend, clock: FakeClock
+    sqlite_backend: DatabaseBackend, clock: FakeClock, sleep: RecordingSleep
 ) -> AsyncIterator[ClientFactory]:
     """Builds an app (fresh per call) inside its lifespan and returns an in-process client.
 
-    `database` and `redis` pick the tiers; other keywords override settings. The client sends
-    the public key unless `api_key` says otherwise.
+    `database` and `redis` pick the tiers, `model` the AI model (default: the offline local
+    one); other keywords override settings. Every app shares the test's fake clock and fake
+    sleep. The client sends the public key unless `api_key` says otherwise.
     """
     async with AsyncExitStack() as stack:
 
@@ -209,6 +227,7 @@ async def make_client(
             database: DatabaseBackend | None = None,
             redis: RedisBackend | None = None,
             api_key: str | None = PUBLIC_KEY,
+            model: Model | None = None,
             **overrides: Any,
         ) -> AsyncClient:
             redis_client = None
@@ -218,7 +237,8 @@ async def make_client(
             elif redis is not None:
                 overrides.setdefault("redis_url", redis.url)
             settings = make_settings(database or sqlite_backend, **overrides)
-            app = create_app(settings, Externals(redis=redis_client, clock=clock))
+            externals = Externals(redis=redis_client, ai_model=model, clock=clock, sleep=sleep)
+            app = create_app(settings, externals)
             manager = await stack.enter_async_context(LifespanManager(app))
             headers = {"X-API-Key": api_key} if api_key else {}
             return await stack.enter_async_context(

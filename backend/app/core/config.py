@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from shared.text import Operation
 
 from app.core.exceptions import ConfigurationError
 
@@ -31,7 +32,9 @@ class Environment(StrEnum):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", validate_default=True)
+    model_config = SettingsConfigDict(
+        env_file=".env", env_ignore_empty=True, extra="ignore", validate_default=True
+    )
 
     environment: Environment = Field(
         Environment.DEVELOPMENT,
@@ -76,7 +79,10 @@ class Settings(BaseSettings):
     )
     ai_max_attempts: int = Field(3, ge=1, le=10, description="Attempts per request (1 = no retry).")
     ai_retry_initial_seconds: float = Field(0.5, ge=0, description="First retry backoff.")
-    cache_ttl_seconds: int = Field(3600, ge=1, description="Default cache TTL of an answer.")
+    cache_ttl_seconds: dict[Operation, int] = Field(
+        default_factory=dict,
+        description='Per-operation TTL overrides as JSON, e.g. {"qa": 600}.',
+    )
     cache_stale_grace_seconds: int = Field(
         86400,
         ge=0,
@@ -92,6 +98,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         256 * 1024, ge=1024, description="Request bodies above this size get 413."
     )
+
+    @field_validator("cache_ttl_seconds")
+    @classmethod
+    def _check_ttls(cls, value: dict[Operation, int]) -> dict[Operation, int]:
+        if any(ttl < 1 for ttl in value.values()):
+            raise ValueError("every TTL must be at least 1 second")
+        return value
 
     @field_validator("api_keys", "internal_api_keys", mode="before")
     @classmethod

@@ -89,8 +89,22 @@ class DatabaseUnavailableError(InfrastructureError):
 
 
 class ProviderError(InfrastructureError):
+    """The AI provider failed. `transient` failures (timeouts, connection errors, 429, 5xx)
+    are worth retrying; the others (a rejected request, invalid output) are not."""
+
     status_code = 502
     code = "provider_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = False,
+        details: Any = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(message, details=details, retry_after_seconds=retry_after_seconds)
+        self.transient = transient
 
 
 class ProviderTimeoutError(ProviderError):

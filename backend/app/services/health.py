@@ -4,6 +4,7 @@ from shared.health import DependencyHealth, HealthState, ReadinessResponse
 
 from app.infrastructure.cache import ResponseCache
 from app.infrastructure.database.engine import Database
+from app.infrastructure.resilience.breaker import BreakerState, CircuitBreaker
 
 _ORDER: dict[HealthState, int] = {"ok": 0, "degraded": 1, "down": 2}
 
@@ -28,3 +29,14 @@ async def cache_health(cache: ResponseCache) -> DependencyHealth:
 def readiness(dependencies: list[DependencyHealth]) -> ReadinessResponse:
     worst = max((dep.status for dep in dependencies), key=_ORDER.__getitem__, default="ok")
     return ReadinessResponse(status=worst, dependencies=dependencies)
+
+
+async def provider_health(breaker: CircuitBreaker, model_id: str) -> DependencyHealth:
+    snapshot = await breaker.snapshot()
+    if snapshot.state is BreakerState.CLOSED:
+        return DependencyHealth(name="ai_provider", status="ok", detail=model_id)
+    return DependencyHealth(
+        name="ai_provider",
+        status="degraded",
+        detail=f"{model_id}: circuit {snapshot.state.value}; cached answers only",
+    )

@@ -35,6 +35,7 @@ class TestReadiness:
         assert {dep.name: dep.status for dep in body.dependencies} == {
             "database": "ok",
             "cache": "ok",
+            "ai_provider": "ok",
         }
 
     @pytest.mark.covers("HEALTH-02")
@@ -57,4 +58,4 @@ class TestReadiness:
         body = ReadinessResponse.model_validate(response.json())
         statuses = {dep.name: dep.status for dep in body.dependencies}
         assert body.status == "degraded"
-        assert statuses == {"database": "ok", "cache": "degraded"}
+        assert statuses == {"database": "ok", "cache": "degraded", "ai_provider": "ok"}

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Depends
 
-from app.api.internal import health
+from app.api.internal import cache, health, metrics, resilience
 from app.api.internal.deps import require_operator
 from app.api.responses import AUTH_ERRORS
 
@@ -10,3 +10,6 @@ router = APIRouter(
     prefix="/internal", dependencies=[Depends(require_operator)], responses=AUTH_ERRORS
 )
 router.include_router(health.router)
+router.include_router(cache.router)
+router.include_router(resilience.router)
+router.include_router(metrics.router)

@@ -1,0 +1,61 @@
+"""The offline `local` model: pydantic-ai's FunctionModel backed by `local_engine`.
+
+It goes through the same Agent, output validation and resilience path as a real provider,
+so the default configuration exercises the whole stack without a key or a network.
+"""
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    ToolCallPart,
+    UserPromptPart,
+)
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from shared.text import Operation
+
+from app.infrastructure.ai import local_engine
+
+LOCAL_MODEL_NAME = "local"
+
+
+def _last_user_document(messages: list[ModelMessage]) -> dict[str, Any]:
+    for message in reversed(messages):
+        if isinstance(message, ModelRequest):
+            for part in message.parts:
+                if isinstance(part, UserPromptPart) and isinstance(part.content, str):
+                    document: dict[str, Any] = json.loads(part.content)
+                    return document
+    raise ValueError("no user document in the request")
+
+
+def run_operation(document: dict[str, Any]) -> BaseModel:
+    text: str = document["text"]
+    options: dict[str, int] = document.get("options") or {}
+    match Operation(document["operation"]):
+        case Operation.SUMMARIZE:
+            return local_engine.summarize(text, options.get("max_sentences", 3))
+        case Operation.SENTIMENT:
+            return local_engine.sentiment(text)
+        case Operation.KEY_POINTS:
+            return local_engine.key_points(text, options.get("max_points", 5))
+        case Operation.QUESTIONS:
+            return local_engine.questions(text, options.get("max_questions", 3))
+        case Operation.QA:
+            return local_engine.answer(text, document.get("question") or "")
+
+
+def _respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    result = run_operation(_last_user_document(messages))
+    return ModelResponse(
+        parts=[ToolCallPart(info.output_tools[0].name, result.model_dump(mode="json"))],
+        model_name=LOCAL_MODEL_NAME,
+    )
+
+
+def local_model() -> FunctionModel:
+    return FunctionModel(_respond, model_name=LOCAL_MODEL_NAME)

@@ -1,0 +1,71 @@
+"""Request history: what was processed, by whom, how fast, with what outcome (never the text)."""
+
+import hashlib
+from dataclasses import dataclass
+
+from shared.text import HistoryPage, HistoryRecord, Operation
+from sqlalchemy import func, select
+
+from app.infrastructure.database.engine import Database
+from app.infrastructure.database.models import RequestHistory
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    api_key_id: str
+    operation: Operation
+    text: str
+    model: str
+    cached: bool
+    degraded: bool
+    latency_ms: float
+    outcome: str
+
+
+class HistoryService:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def record(self, entry: HistoryEntry) -> None:
+        async with self._database.session() as session:
+            session.add(
+                RequestHistory(
+                    api_key_id=entry.api_key_id,
+                    operation=entry.operation.value,
+                    text_length=len(entry.text),
+                    text_sha256=hashlib.sha256(entry.text.encode()).hexdigest(),
+                    model=entry.model,
+                    cached=entry.cached,
+                    degraded=entry.degraded,
+                    latency_ms=round(entry.latency_ms, 3),
+                    outcome=entry.outcome,
+                )
+            )
+
+    async def page(self, api_key_id: str, *, page: int, page_size: int) -> HistoryPage:
+        mine = RequestHistory.api_key_id == api_key_id
+        async with self._database.session() as session:
+            total = await session.scalar(select(func.count()).where(mine)) or 0
+            rows = await session.scalars(
+                select(RequestHistory)
+                .where(mine)
+                .order_by(RequestHistory.created_at.desc(), RequestHistory.id.desc())
+                .offset((page - 1) * page_size)
+                .limit(page_size)
+            )
+            items = [
+                HistoryRecord(
+                    id=row.id,
+                    operation=Operation(row.operation),
+                    text_length=row.text_length,
+                    text_sha256=row.text_sha256,
+                    model=row.model,
+                    cached=row.cached,
+                    degraded=row.degraded,
+                    latency_ms=row.latency_ms,
+                    outcome=row.outcome,
+                    created_at=row.created_at,
+                )
+                for row in rows
+            ]
+        return HistoryPage(items=items, total=total, page=page, page_size=page_size)

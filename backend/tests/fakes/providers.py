@@ -1,0 +1,90 @@
+"""Fake AI providers at the pydantic-ai boundary: they count calls, record what reached them,
+and answer, fail or hang on command. Everything of ours between the route and the model runs.
+
+Exceptions raised here are pydantic-ai's own (ModelHTTPError, ModelAPIError...), exactly what a
+real provider's SDK surfaces, so the translation into our errors is exercised too.
+"""
+
+import asyncio
+import json
+from typing import Any
+
+from app.infrastructure.ai.local_model import run_operation
+from pydantic_ai.exceptions import ModelHTTPError
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    ToolCallPart,
+    UserPromptPart,
+)
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+
+def server_error(status: int = 500, retry_after: str | None = None) -> ModelHTTPError:
+    headers = {"retry-after": retry_after} if retry_after is not None else None
+    return ModelHTTPError(status, "fake-model", body={"error": "boom"}, headers=headers)
+
+
+class FakeProvider:
+    """A model whose behaviour the test sets: `succeed()`, `fail(exc)`, `hang()`.
+
+    Answers are the local engine's, so they are real results of the right type.
+    `calls` counts requests that reached the provider; `documents` holds what they carried.
+    """
+
+    def __init__(self, name: str = "fake-model") -> None:
+        self.name = name
+        self.calls = 0
+        self.documents: list[dict[str, Any]] = []
+        self._failure: BaseException | None = None
+        self._hang = False
+        self._output_override: dict[str, Any] | None = None
+        self.release = asyncio.Event()  # a hanging call returns once this is set
+        self.model = FunctionModel(self._respond, model_name=name)
+
+    def succeed(self) -> None:
+        self._failure, self._hang, self._output_override = None, False, None
+
+    def fail(self, exc: BaseException | None = None) -> None:
+        self._failure = exc or server_error(500)
+
+    def hang(self) -> None:
+        self._hang = True
+
+    def answer_with(self, output: dict[str, Any]) -> None:
+        """Return this (possibly invalid) output instead of a real result."""
+        self._output_override = output
+
+    async def _respond(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        self.calls += 1
+        document = _user_document(messages)
+        self.documents.append(document)
+        if self._hang:
+            await self.release.wait()
+        if self._failure is not None:
+            raise self._failure
+        output = self._output_override or run_operation(document).model_dump(mode="json")
+        return ModelResponse(
+            parts=[ToolCallPart(info.output_tools[0].name, output)], model_name=self.name
+        )
+
+
+def _user_document(messages: list[ModelMessage]) -> dict[str, Any]:
+    for message in reversed(messages):
+        if isinstance(message, ModelRequest):
+            for part in message.parts:
+                if isinstance(part, UserPromptPart) and isinstance(part.content, str):
+                    document: dict[str, Any] = json.loads(part.content)
+                    return document
+    return {}
+
+
+class RecordingSleep:
+    """Stands in for asyncio.sleep in the retry loop: records the waits, returns at once."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
