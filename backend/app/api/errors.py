@@ -37,8 +37,10 @@ def error_response(
     )
     headers = {}
     if retry_after_seconds is not None:
-        # Retry-After takes whole seconds; the precise figure is in the body.
+        # Retry-After takes whole seconds (RFC 9110); Retry-After-Ms, as OpenAI's API sends it,
+        # and the body's retry_after_ms give the precise figure.
         headers["Retry-After"] = str(max(1, math.ceil(retry_after_seconds)))
+        headers["Retry-After-Ms"] = str(max(0, round(retry_after_seconds * 1000)))
     return JSONResponse(body.model_dump(), status_code=status_code, headers=headers)
 
 
