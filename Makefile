@@ -78,7 +78,7 @@ docker-down: ## Stop the Compose stack
 	docker compose down
 
 check-compose: ## Validate docker-compose.yml with a real parser
-	sh scripts/check-compose.sh
+	scripts/check-compose.sh
 
 container-engine: ## Provision podman as a Docker API for testcontainers (Debian, no Docker)
 	scripts/container-engine.sh start
