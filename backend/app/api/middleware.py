@@ -88,12 +88,12 @@ class BodySizeLimitMiddleware:
 
         async def counting_receive() -> Message:
             nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+            chunk = await receive()
+            if chunk["type"] == "http.request":
+                received += len(chunk.get("body", b""))
                 if received > self.max_body_bytes:
                     # FastAPI turns any other error raised while reading the body into a 400.
                     raise HTTPException(status_code=413, detail=message)
-            return message
+            return chunk
 
         await self.app(scope, counting_receive, send)

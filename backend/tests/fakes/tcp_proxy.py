@@ -1,0 +1,85 @@
+"""A loopback TCP proxy that a test can cut and restore: a real network partition on demand.
+
+Put between the app and a real server (Redis), it lets a test take the server away mid-flow and
+bring it back, with no root, no firewall rules and no sleeping: `cut()` closes every open
+connection and stops listening, so new connections are refused exactly as if the server were
+down; `restore()` listens again on the same port.
+"""
+
+import asyncio
+import contextlib
+from types import TracebackType
+
+_CHUNK = 64 * 1024
+
+
+class TcpProxy:
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self.upstream_host = upstream_host
+        self.upstream_port = upstream_port
+        self.port = 0  # chosen by the OS at the first start, then kept
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._relays: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        """Drop every connection and refuse new ones until `restore()`."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in self._writers:
+            writer.transport.abort()
+        # Wait for the relays to notice, so that nothing of the old connections outlives the cut.
+        await asyncio.gather(*self._relays, return_exceptions=True)
+
+    async def restore(self) -> None:
+        if self._server is None:
+            await self.start()
+
+    async def __aenter__(self) -> "TcpProxy":
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.cut()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._relays.add(task)
+        self._writers.add(writer)
+        try:
+            try:
+                upstream = await asyncio.open_connection(self.upstream_host, self.upstream_port)
+            except OSError:
+                return  # the server itself is down: the client sees its connection closed
+            up_reader, up_writer = upstream
+            self._writers.add(up_writer)
+            try:
+                await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
+            finally:
+                self._writers.discard(up_writer)
+                up_writer.close()
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+            self._relays.discard(task)
+
+
+async def _pump(source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
+    """Copy bytes one way until either side closes, then close the other side too."""
+    with contextlib.suppress(OSError):  # a cut connection ends the pump, nothing more
+        while data := await source.read(_CHUNK):
+            target.write(data)
+            await target.drain()
+    target.close()
