@@ -16,13 +16,16 @@ from app.infrastructure.ai.resilient import ResilientProvider, is_provider_failu
 from app.infrastructure.cache import ResponseCache
 from app.infrastructure.database.engine import Database
 from app.infrastructure.metrics import Metrics
+from app.infrastructure.rate_limit import RateLimiter
 from app.infrastructure.redis_client import create_redis
 from app.infrastructure.resilience.breaker import CircuitBreaker
 from app.infrastructure.resilience.breaker_store import MemoryBreakerStore, RedisBreakerStore
 from app.infrastructure.resilience.retry import RetryPolicy, Sleep
+from app.services.accounts import AccountService
 from app.services.auth import Authenticator
 from app.services.history import HistoryService
 from app.services.text_processor import TextProcessor
+from app.services.usage import UsageService
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,8 @@ class Resources:
     provider: ResilientProvider
     text_processor: TextProcessor
     history: HistoryService
+    accounts: AccountService
+    rate_limiter: RateLimiter
 
 
 @asynccontextmanager
@@ -106,7 +111,9 @@ async def open_resources(
             ttl_seconds=settings.cache_ttl_seconds,
             stale_grace_seconds=settings.cache_stale_grace_seconds,
             batch_concurrency=settings.batch_concurrency,
+            usage=UsageService(database),
         )
+        accounts = AccountService(database, settings)
         if settings.uses_dev_keys:
             logger.warning(
                 "development keys in use: public %r, operator %r (set API_KEYS and "
@@ -120,10 +127,12 @@ async def open_resources(
             database=database,
             redis=redis,
             cache=cache,
-            authenticator=Authenticator(settings),
+            authenticator=Authenticator(settings, accounts),
             provider=resilient,
             text_processor=text_processor,
             history=history,
+            accounts=accounts,
+            rate_limiter=RateLimiter(redis, clock=externals.clock),
         )
     finally:
         if redis is not None and externals.redis is None:  # close only what we opened

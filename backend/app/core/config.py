@@ -98,12 +98,31 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         256 * 1024, ge=1024, description="Request bodies above this size get 413."
     )
+    rate_limit_tiers: dict[str, int] = Field(
+        default_factory=lambda: {"free": 60, "pro": 600},
+        description='Text requests per minute per tier, as JSON: {"free": 60, "pro": 600}.',
+    )
+    default_tier: str = Field("free", description="Tier of newly registered accounts.")
+    api_keys_tier: str = Field(
+        "pro", description="Tier of the API_KEYS keys (operator keys are never rate limited)."
+    )
 
     @field_validator("cache_ttl_seconds")
     @classmethod
     def _check_ttls(cls, value: dict[Operation, int]) -> dict[Operation, int]:
         if any(ttl < 1 for ttl in value.values()):
             raise ValueError("every TTL must be at least 1 second")
+        return value
+
+    @field_validator("rate_limit_tiers")
+    @classmethod
+    def _check_tiers(cls, value: dict[str, int]) -> dict[str, int]:
+        if not value:
+            raise ValueError("name at least one tier")
+        if any(not 1 <= len(name) <= 32 for name in value):
+            raise ValueError("tier names are 1 to 32 characters")
+        if any(limit < 1 for limit in value.values()):
+            raise ValueError("every tier allows at least 1 request per minute")
         return value
 
     @field_validator("api_keys", "internal_api_keys", mode="before")
@@ -163,6 +182,12 @@ class Settings(BaseSettings):
                 self.internal_api_keys = [DEV_INTERNAL_API_KEY]
             if not self.key_hash_secret.get_secret_value():
                 self.key_hash_secret = SecretStr(DEV_KEY_HASH_SECRET)
+        for variable, tier in (
+            ("DEFAULT_TIER", self.default_tier),
+            ("API_KEYS_TIER", self.api_keys_tier),
+        ):
+            if tier not in self.rate_limit_tiers:
+                raise ValueError(f"{variable}: {tier!r} is not a tier of RATE_LIMIT_TIERS")
         if overlap := set(self.api_keys) & set(self.internal_api_keys):
             raise ValueError(f"API_KEYS and INTERNAL_API_KEYS share {len(overlap)} key(s)")
         return self
@@ -176,6 +201,10 @@ class Settings(BaseSettings):
     @property
     def uses_dev_keys(self) -> bool:
         return DEV_API_KEY in self.api_keys or DEV_INTERNAL_API_KEY in self.internal_api_keys
+
+    def requests_per_minute(self, tier: str) -> int:
+        """The tier's limit; a tier since removed from the settings gets the default tier's."""
+        return self.rate_limit_tiers.get(tier, self.rate_limit_tiers[self.default_tier])
 
 
 def load_settings(**overrides: Any) -> Settings:

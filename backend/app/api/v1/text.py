@@ -1,6 +1,9 @@
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.routing import APIRoute
+from shared.errors import ErrorResponse
 from shared.text import (
     OPTIONS_BY_OPERATION,
     BatchRequest,
@@ -12,11 +15,59 @@ from shared.text import (
     TextProcessResponse,
 )
 
-from app.api.deps import PrincipalDep, ResourcesDep, SettingsDep
+from app.api.deps import PrincipalDep, RateLimitDep, ResourcesDep, SettingsDep, limit_result
+from app.api.errors import app_error_response
 from app.api.responses import PROVIDER_ERRORS, errors
-from app.core.exceptions import ValidationError
+from app.core.exceptions import RateLimitedError, ValidationError
 
-router = APIRouter(prefix="/text", tags=["text"])
+
+class RateLimitedRoute(APIRoute):
+    """Puts the caller's X-RateLimit-* headers on the route's responses, the 429 included.
+
+    The 429 is built here, by the function the exception handlers use, because a handler
+    only sees the exception, not the limit the request was charged.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def with_limit_headers(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except RateLimitedError as exc:
+                response = app_error_response(exc)
+            if (result := limit_result(request)) is not None:
+                response.headers.update(result.headers())
+            return response
+
+        return with_limit_headers
+
+
+router = APIRouter(prefix="/text", tags=["text"], route_class=RateLimitedRoute)
+
+
+def _integer_headers(descriptions: dict[str, str]) -> dict[str, Any]:
+    return {
+        name: {"description": text, "schema": {"type": "integer"}}
+        for name, text in descriptions.items()
+    }
+
+
+_LIMIT_HEADERS = _integer_headers(
+    {
+        "X-RateLimit-Limit": "Requests per minute the key's tier allows (not sent to operators).",
+        "X-RateLimit-Remaining": "Requests left in the current 60-second window.",
+        "X-RateLimit-Reset": "Unix time when the oldest counted request leaves the window.",
+    }
+)
+_LIMITED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Successful Response", "headers": _LIMIT_HEADERS},
+    429: {
+        "model": ErrorResponse,
+        "description": "Rate limit reached: `Retry-After` says when to try again.",
+        "headers": {**_integer_headers({"Retry-After": "Seconds to wait."}), **_LIMIT_HEADERS},
+    },
+}
 
 _DESCRIPTIONS = {
     Operation.SUMMARIZE: "A short summary of the text.",
@@ -53,14 +104,16 @@ async def operations(_principal: PrincipalDep) -> OperationsResponse:
 @router.post(
     "/process",
     summary="Process one text",
-    responses={**errors(400, 413, 422, 429), **PROVIDER_ERRORS},
+    responses={**errors(400, 413, 422), **_LIMITED, **PROVIDER_ERRORS},
 )
 async def process(
     body: TextProcessRequest,
     principal: PrincipalDep,
     resources: ResourcesDep,
+    rate_limit: RateLimitDep,
     cache_control: CacheControl = None,
 ) -> TextProcessResponse:
+    await rate_limit.charge()
     return await resources.text_processor.process(
         body, principal.key_id, read_cache=_reads_cache(cache_control)
     )
@@ -69,13 +122,15 @@ async def process(
 @router.post(
     "/batch",
     summary="Process several texts; each item gets a result or an error, in order",
-    responses={**errors(400, 413, 422, 429), 503: PROVIDER_ERRORS[503]},
+    description="Each item counts as one request toward the rate limit.",
+    responses={**errors(400, 413, 422), **_LIMITED, 503: PROVIDER_ERRORS[503]},
 )
 async def batch(
     body: BatchRequest,
     principal: PrincipalDep,
     resources: ResourcesDep,
     settings: SettingsDep,
+    rate_limit: RateLimitDep,
     cache_control: CacheControl = None,
 ) -> BatchResponse:
     if len(body.items) > settings.batch_max_items:
@@ -83,6 +138,7 @@ async def batch(
             f"A batch holds at most {settings.batch_max_items} items; got {len(body.items)}.",
             details={"max_items": settings.batch_max_items},
         )
+    await rate_limit.charge(len(body.items))
     return await resources.text_processor.process_batch(
         body.items, principal.key_id, read_cache=_reads_cache(cache_control)
     )

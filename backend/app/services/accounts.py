@@ -1,0 +1,217 @@
+"""Accounts and their API keys: registration, the owner's view, rotation, revocation, key lookup.
+
+A key is shown once; the database keeps its keyed hash (HMAC-SHA256 with KEY_HASH_SECRET) and a
+display prefix. Keys carry 256 bits of entropy, so a slow password hash would add nothing: no one
+can guess a key to test against a leaked hash, and without the secret the hash cannot even be
+computed. An account has at most one active key (a partial unique index guards it).
+
+Write transactions start with their write, never with a read: SQLite (WAL) refuses to upgrade a
+read transaction to a write one after another writer committed, instead of waiting for it.
+"""
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+from shared.accounts import (
+    AccountInfo,
+    AccountList,
+    Limits,
+    RegisterRequest,
+    RegisterResponse,
+    RotateResponse,
+    Usage,
+)
+from sqlalchemy import ColumnElement, CursorResult, Result, and_, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from app.core.config import Settings
+from app.core.exceptions import ConflictError, NotFoundError
+from app.infrastructure.database.engine import Database
+from app.infrastructure.database.models import Account, ApiKey, utcnow
+from app.infrastructure.security import display_prefix, generate_api_key, hash_api_key
+
+_KEY_REF_PREFIX = "key:"
+
+
+def key_ref(key_id: int) -> str:
+    """How an issued key is named in history, usage and rate limits: `key:<id>`."""
+    return f"{_KEY_REF_PREFIX}{key_id}"
+
+
+def parse_key_ref(ref: str) -> int | None:
+    """The key id in a `key:<id>` reference; None for a settings key (`settings:...`)."""
+    number = ref.removeprefix(_KEY_REF_PREFIX)
+    return int(number) if number != ref and number.isdigit() else None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOwner:
+    key_id: int
+    account_id: int
+    tier: str
+    revoked: bool  # the key, or its whole account
+
+
+class AccountService:
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self._database = database
+        self._settings = settings
+        self._secret = settings.key_hash_secret.get_secret_value()
+
+    async def register(self, request: RegisterRequest) -> RegisterResponse:
+        api_key = generate_api_key()
+        try:
+            async with self._database.session() as session:
+                account = Account(
+                    email=request.email.lower(),
+                    display_name=request.display_name,
+                    tier=self._settings.default_tier,
+                )
+                session.add(account)
+                await session.flush()  # the unique email index answers here, before the key
+                session.add(self._new_key(account.id, api_key))
+        except IntegrityError as exc:
+            # The whole transaction rolled back: no account, no orphan key row.
+            raise ConflictError("An account with this email already exists.") from exc
+        unused = Usage(requests=0, cache_hits=0, provider_calls=0)
+        info = self._info(account, display_prefix(api_key), unused)
+        return RegisterResponse(account=info, api_key=api_key)
+
+    async def account(self, account_id: int) -> AccountInfo:
+        async with self._database.session() as session:
+            found = await self._infos(session, Account.id == account_id)
+        if not found:
+            raise NotFoundError(f"Account {account_id} does not exist.")
+        return found[0]
+
+    async def page(self, *, page: int, page_size: int) -> AccountList:
+        async with self._database.session() as session:
+            total = await session.scalar(select(func.count()).select_from(Account)) or 0
+            items = await self._infos(session, None, offset=(page - 1) * page_size, limit=page_size)
+        return AccountList(items=items, total=total)
+
+    async def rotate_key(self, account_id: int, current_key_id: int) -> RotateResponse:
+        """A new key for the account; the key presented (`current_key_id`) stops working."""
+        api_key = generate_api_key()
+        try:
+            async with self._database.session() as session:
+                revoked = await session.execute(
+                    update(ApiKey)
+                    .where(ApiKey.id == current_key_id, ApiKey.revoked_at.is_(None))
+                    .values(revoked_at=utcnow())
+                )
+                if _rowcount(revoked) == 0:
+                    # A concurrent rotation with the same key won; two new keys must not exist.
+                    raise ConflictError("This key was rotated or revoked meanwhile.")
+                session.add(self._new_key(account_id, api_key))
+        except IntegrityError as exc:  # the one-active-key index, should anything slip past
+            raise ConflictError("The account's key changed meanwhile; try again.") from exc
+        return RotateResponse(api_key=api_key, key_prefix=display_prefix(api_key))
+
+    async def revoke(self, account_id: int) -> AccountInfo:
+        """Revoke the account and its active key; revoking again changes nothing."""
+        now = utcnow()
+        async with self._database.session() as session:
+            await session.execute(
+                update(Account)
+                .where(Account.id == account_id)
+                .values(revoked_at=func.coalesce(Account.revoked_at, now))
+            )
+            await session.execute(
+                update(ApiKey)
+                .where(ApiKey.account_id == account_id, ApiKey.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            found = await self._infos(session, Account.id == account_id)
+        if not found:  # the updates matched no row either
+            raise NotFoundError(f"Account {account_id} does not exist.")
+        return found[0]
+
+    async def find_key(self, presented: str) -> KeyOwner | None:
+        """The owner of an issued key, found by its keyed hash (an indexed equality lookup)."""
+        digest = hash_api_key(presented, self._secret)
+        async with self._database.session() as session:
+            row = (
+                await session.execute(
+                    select(ApiKey.id, ApiKey.account_id, ApiKey.revoked_at, Account)
+                    .join(Account, Account.id == ApiKey.account_id)
+                    .where(ApiKey.key_hash == digest)
+                )
+            ).one_or_none()
+        if row is None:
+            return None
+        key_id, account_id, key_revoked_at, account = row
+        revoked = key_revoked_at is not None or account.revoked_at is not None
+        return KeyOwner(key_id, account_id, account.tier, revoked)
+
+    def _new_key(self, account_id: int, api_key: str) -> ApiKey:
+        return ApiKey(
+            account_id=account_id,
+            key_hash=hash_api_key(api_key, self._secret),
+            prefix=display_prefix(api_key),
+        )
+
+    async def _infos(
+        self,
+        session: AsyncSession,
+        where: ColumnElement[bool] | None,
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[AccountInfo]:
+        # Usage sums every key the account ever had, so a rotation does not reset it.
+        usage = (
+            select(
+                ApiKey.account_id,
+                func.sum(ApiKey.requests).label("requests"),
+                func.sum(ApiKey.cache_hits).label("cache_hits"),
+                func.sum(ApiKey.provider_calls).label("provider_calls"),
+            )
+            .group_by(ApiKey.account_id)
+            .subquery()
+        )
+        active = aliased(ApiKey)
+        query = (
+            select(
+                Account,
+                active.prefix,
+                func.coalesce(usage.c.requests, 0),
+                func.coalesce(usage.c.cache_hits, 0),
+                func.coalesce(usage.c.provider_calls, 0),
+            )
+            .outerjoin(usage, usage.c.account_id == Account.id)
+            .outerjoin(active, and_(active.account_id == Account.id, active.revoked_at.is_(None)))
+            .order_by(Account.id)
+            .offset(offset)
+            .limit(limit)
+        )
+        if where is not None:
+            query = query.where(where)
+        rows = await session.execute(query)
+        return [
+            self._info(account, prefix, Usage(requests=r, cache_hits=h, provider_calls=p))
+            for account, prefix, r, h, p in rows
+        ]
+
+    def _info(self, account: Account, prefix: str | None, usage: Usage) -> AccountInfo:
+        return AccountInfo(
+            id=account.id,
+            email=account.email,
+            display_name=account.display_name,
+            tier=account.tier,
+            active=account.revoked_at is None,
+            key_prefix=prefix,
+            created_at=account.created_at,
+            usage=usage,
+            limits=Limits(
+                tier=account.tier,
+                requests_per_minute=self._settings.requests_per_minute(account.tier),
+            ),
+        )
+
+
+def _rowcount(result: Result[Any]) -> int:
+    # An UPDATE's result is a CursorResult; the session's execute() is typed for any statement.
+    return cast(CursorResult[Any], result).rowcount

@@ -1,0 +1,91 @@
+"""RateLimiter: moving-window counts in Redis, memory while Redis is down, and the tier settings."""
+
+from collections.abc import AsyncIterator
+
+import fakeredis
+import pytest
+from app.core.config import load_settings
+from app.core.exceptions import ConfigurationError
+from app.infrastructure.rate_limit import RateLimiter
+from fakes.clock import FakeClock
+
+
+@pytest.fixture
+def server() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+async def limiter(server: fakeredis.FakeServer, clock: FakeClock) -> AsyncIterator[RateLimiter]:
+    redis = fakeredis.FakeAsyncRedis(server=server)
+    yield RateLimiter(redis, clock=clock, redis_retry_seconds=1.0)
+    await redis.aclose()
+
+
+class TestRateLimiter:
+    async def test_hit_over_the_limit_is_refused_with_a_retry_delay(self, limiter: RateLimiter):
+        results = [await limiter.hit("key:1", per_minute=2) for _ in range(3)]
+
+        assert [r.allowed for r in results] == [True, True, False]
+        assert [r.remaining for r in results] == [1, 0, 0]
+        assert results[-1].retry_after_seconds is not None
+        assert 0 < results[-1].retry_after_seconds <= 60
+
+    async def test_cost_charges_several_requests_at_once(self, limiter: RateLimiter):
+        first = await limiter.hit("key:1", per_minute=5, cost=3)
+        second = await limiter.hit("key:1", per_minute=5, cost=3)
+
+        assert (first.allowed, first.remaining) == (True, 2)
+        assert (second.allowed, second.remaining) == (False, 2)  # refused: nothing charged
+
+    async def test_identities_are_counted_apart(self, limiter: RateLimiter):
+        await limiter.hit("key:1", per_minute=1)
+
+        other = await limiter.hit("key:2", per_minute=1)
+
+        assert other.allowed
+
+    async def test_outage_counts_in_memory_then_returns_to_redis_after_the_delay(
+        self, limiter: RateLimiter, server: fakeredis.FakeServer, clock: FakeClock
+    ):
+        server.connected = False
+        during = await limiter.hit("key:1", per_minute=5)
+        server.connected = True
+        still_memory = limiter.backend
+        clock.advance(1.0)
+        after = await limiter.hit("key:1", per_minute=5)
+
+        assert (during.allowed, during.remaining) == (True, 4)
+        assert still_memory == "memory-fallback"
+        assert limiter.backend == "redis"
+        assert after.remaining == 4  # Redis never saw the request counted in memory
+
+    async def test_without_redis_counts_in_memory(self):
+        limiter = RateLimiter(None)
+
+        results = [await limiter.hit("key:1", per_minute=1) for _ in range(2)]
+
+        assert limiter.backend == "memory"
+        assert [r.allowed for r in results] == [True, False]
+
+
+class TestRateLimitSettings:
+    @pytest.fixture(autouse=True)
+    def _no_env_file(self, monkeypatch: pytest.MonkeyPatch, tmp_path):
+        monkeypatch.chdir(tmp_path)  # a developer's .env must not leak into these tests
+
+    @pytest.mark.covers("CONF-01")
+    def test_default_tier_missing_from_the_tiers_names_the_variable(
+        self, monkeypatch: pytest.MonkeyPatch
+    ):
+        monkeypatch.setenv("RATE_LIMIT_TIERS", '{"basic": 10}')
+
+        with pytest.raises(ConfigurationError, match="DEFAULT_TIER"):
+            load_settings()
+
+    @pytest.mark.covers("CONF-01")
+    def test_tier_below_one_request_names_the_variable(self, monkeypatch: pytest.MonkeyPatch):
+        monkeypatch.setenv("RATE_LIMIT_TIERS", '{"free": 0, "pro": 600}')
+
+        with pytest.raises(ConfigurationError, match="RATE_LIMIT_TIERS"):
+            load_settings()
