@@ -1,6 +1,8 @@
 """The provider as the domain sees it: each request is retried inside the breaker's view, so
 one request that exhausts its retries counts as one failure."""
 
+import asyncio
+
 from pydantic import BaseModel
 
 from app.core.exceptions import ProviderError
@@ -42,10 +44,16 @@ class ResilientProvider:
         )
 
     async def _counted(self, request: ProviderRequest) -> BaseModel:
+        calls = self._metrics.provider_calls
         try:
             result = await self.provider.run(request)
         except ProviderError as exc:
-            self._metrics.provider_calls.labels(outcome=exc.code).inc()
+            calls.labels(outcome=exc.code).inc()
             raise
-        self._metrics.provider_calls.labels(outcome="ok").inc()
+        except asyncio.CancelledError:
+            # An attempt timeout or the request deadline cut the call (or the caller left). It
+            # reached the provider all the same, and a hanging provider shows up only here.
+            calls.labels(outcome="cancelled").inc()
+            raise
+        calls.labels(outcome="ok").inc()
         return result
