@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 FRONTEND_PORT ?= 8501
 
 .PHONY: help install run run-backend run-frontend test test-unit test-integration lint format \
-	typecheck migrate clean docker-up docker-down check-compose container-engine \
+	typecheck migrate clean install-e2e test-e2e docker-up docker-down check-compose container-engine \
 	container-engine-stop
 
 help: ## List the targets
@@ -43,14 +43,20 @@ run-frontend: ## Serve the Streamlit frontend alone
 	$(BIN)/streamlit run frontend/streamlit_app/main.py --server.headless true \
 		--server.port $(FRONTEND_PORT) --browser.gatherUsageStats false
 
-test: ## Run every test (unit, integration, frontend); real-service tiers skip when absent
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: ## Run every test but the browser one; real-service tiers skip when absent
+	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
 
 test-unit: ## Run the unit tests
 	$(BIN)/pytest backend/tests/unit $(PYTEST_ARGS)
 
 test-integration: ## Run the integration tests over every available backend
 	$(BIN)/pytest backend/tests/integration $(PYTEST_ARGS)
+
+install-e2e: ## Install Debian's chromium for the browser test (root; idempotent)
+	scripts/install-e2e.sh
+
+test-e2e: ## Drive the app in headless Chromium; screenshot in artifacts/e2e/process.png
+	$(BIN)/pytest frontend/tests/e2e -m e2e $(PYTEST_ARGS)
 
 lint: ## ruff check and ruff format --check
 	$(BIN)/ruff check .
@@ -63,6 +69,7 @@ format: ## Fix lint and format the code
 typecheck: ## mypy: strict for the code, relaxed for tests (fixtures need no return types)
 	$(BIN)/mypy backend/app shared/shared frontend/streamlit_app
 	$(BIN)/mypy --allow-untyped-defs --allow-incomplete-defs backend/tests
+	$(BIN)/mypy --allow-untyped-defs --allow-incomplete-defs frontend/tests
 
 migrate: ## Apply the database migrations to DATABASE_URL
 	$(BIN)/python -m app.cli migrate

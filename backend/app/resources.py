@@ -135,6 +135,9 @@ async def open_resources(
             rate_limiter=RateLimiter(redis, clock=externals.clock),
         )
     finally:
-        if redis is not None and externals.redis is None:  # close only what we opened
+        # Close only what we opened: handed-in clients belong to whoever handed them in.
+        if redis is not None and externals.redis is None:
             await redis.aclose()
+        if externals.ai_model is None:
+            await provider.aclose()
         await database.dispose()

@@ -1,16 +1,31 @@
 """The frontend's only way to the backend: HTTP with timeouts, parsed into the shared contracts.
 
 Every failure becomes an `ApiError` whose `user_message` a page can show as it is: no page ever
-needs to look at a status code or show a stack trace.
+needs to look at a status code or show a stack trace. Requests are built with the contracts'
+`model_construct`, which skips validation on purpose: the backend validates once, and its 422
+message is what the person sees.
 """
 
-from typing import Any, TypeVar
+import re
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
+from shared.accounts import AccountInfo, RegisterRequest, RegisterResponse, RotateResponse
 from shared.errors import ErrorResponse
 from shared.health import LivenessResponse, ReadinessResponse
+from shared.operator import BreakersResponse, CacheStats
+from shared.text import (
+    BatchRequest,
+    BatchResponse,
+    HistoryPage,
+    Operation,
+    TextOptions,
+    TextProcessRequest,
+    TextProcessResponse,
+)
 
 from streamlit_app.config import FrontendConfig
 
@@ -33,62 +48,199 @@ class ApiError(Exception):
         self.retry_after_seconds = retry_after_seconds
 
 
-def _explain(response: httpx.Response) -> ApiError:
+def _when_to_retry(seconds: float | None, fallback: str) -> str:
+    return f"Try again in {seconds:.0f} s." if seconds is not None else fallback
+
+
+def _backend_message(response: httpx.Response) -> tuple[str, str]:
+    """The error body's sentence and code, without the prefixes meant for API clients."""
     try:
         error = ErrorResponse.model_validate(response.json()).error
         message, code = error.message, error.code
     except (ValueError, PydanticValidationError):
         message, code = response.text[:200] or response.reason_phrase, ""
-    retry_after = response.headers.get("Retry-After")
-    seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
+    message = re.sub(r"^Invalid request: (body: )?", "", message).replace("Value error, ", "")
+    return (message if message.endswith((".", "!", "?")) else f"{message}."), code
+
+
+def _explain(response: httpx.Response) -> ApiError:
+    message, code = _backend_message(response)
+    retry_after = response.headers.get("Retry-After", "")
+    seconds = float(retry_after) if retry_after.isdigit() else None
     status = response.status_code
     if status == 401:
-        text = f"The backend did not accept the API key: {message}"
+        text = (
+            f"The backend did not accept the API key: {message} Check BACKEND_API_KEY, "
+            "or register on the Account page."
+        )
     elif status == 403:
-        text = f"This needs an operator key: {message}"
-    elif status == 422:
+        text = f"This needs an operator key (BACKEND_OPERATOR_KEY): {message}"
+    elif status == 409:
+        text = message  # the backend's sentence already says what clashed
+    elif status in (413, 422):
         text = f"The request was not valid: {message}"
-    elif status in (429, 503) and seconds is not None:
-        text = f"{message} Try again in {seconds:.0f} s."
+    elif status == 429:
+        text = f"Too many requests: {message} {_when_to_retry(seconds, 'Try again in a minute.')}"
+    elif code == "circuit_open":
+        # The breaker's own message names internals; what matters here is when to come back.
+        text = "The AI service is paused after repeated failures. " + _when_to_retry(
+            seconds, "Try again shortly."
+        )
+    elif status == 503:
+        retry = _when_to_retry(seconds, "Try again shortly.")
+        text = f"The service is unavailable: {message} {retry}"
+    elif status in (502, 504):
+        text = f"The AI provider failed: {message} Try again in a moment."
     else:
         text = f"The backend answered {status}: {message}"
     return ApiError(text, status=status, code=code, retry_after_seconds=seconds)
 
 
 class ApiClient:
-    def __init__(self, config: FrontendConfig, transport: httpx.BaseTransport | None = None):
+    def __init__(self, config: FrontendConfig) -> None:
         self.config = config
-        self._http = httpx.Client(
-            base_url=config.backend_url, timeout=config.timeout_seconds, transport=transport
-        )
+        self._http = httpx.Client(base_url=config.backend_url, timeout=config.timeout_seconds)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def close(self) -> None:
         self._http.close()
 
     def _request(
-        self, method: str, path: str, model: type[Model], *, key: str | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        model: type[Model],
+        *,
+        key: str | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> Model:
-        headers = {"X-API-Key": key} if key else {}
+        headers = {**(headers or {}), **({"X-API-Key": key} if key else {})}
         try:
             response = self._http.request(method, path, headers=headers, **kwargs)
         except httpx.TimeoutException:
             raise ApiError(
-                f"The backend at {self.config.backend_url} did not answer in time."
+                f"The backend at {self.config.backend_url} did not answer in time. "
+                "Try again in a moment."
             ) from None
         except httpx.TransportError:
             raise ApiError(
-                f"The backend at {self.config.backend_url} is not reachable. Is it running?"
+                f"The backend at {self.config.backend_url} is not reachable. Is it running? "
+                "(`make run` starts it.)"
             ) from None
         if response.is_error:
             raise _explain(response)
-        return model.model_validate(response.json())
+        try:
+            return model.model_validate(response.json())
+        except (ValueError, PydanticValidationError):
+            raise ApiError(
+                f"The backend at {self.config.backend_url} answered something this page does "
+                "not understand: are the frontend and the backend the same version?"
+            ) from None
+
+    # --- public API, with the caller's key ------------------------------------------------------
 
     def liveness(self) -> LivenessResponse:
         return self._request("GET", "/v1/health", LivenessResponse)
 
-    def readiness(self) -> ReadinessResponse:
-        if not self.config.operator_key:
-            raise ApiError("Set BACKEND_OPERATOR_KEY to see the backend's dependencies.")
+    def process(
+        self,
+        operation: Operation,
+        text: str,
+        *,
+        options: dict[str, int] | None = None,
+        question: str | None = None,
+        skip_cache: bool = False,
+    ) -> TextProcessResponse:
+        body = _process_body(operation, text, options or {}, question)
         return self._request(
-            "GET", "/internal/health", ReadinessResponse, key=self.config.operator_key
+            "POST",
+            "/v1/text/process",
+            TextProcessResponse,
+            key=self.config.api_key,
+            headers={"Cache-Control": "no-cache"} if skip_cache else None,
+            json=body.model_dump(mode="json", exclude_none=True),
         )
+
+    def batch(
+        self,
+        operation: Operation,
+        texts: list[str],
+        *,
+        options: dict[str, int] | None = None,
+        question: str | None = None,
+    ) -> BatchResponse:
+        items = [_process_body(operation, text, options or {}, question) for text in texts]
+        body = BatchRequest.model_construct(items=items)
+        return self._request(
+            "POST",
+            "/v1/text/batch",
+            BatchResponse,
+            key=self.config.api_key,
+            json=body.model_dump(mode="json", exclude_none=True),
+        )
+
+    def history(self, *, page: int = 1, page_size: int = 100) -> HistoryPage:
+        return self._request(
+            "GET",
+            "/v1/history",
+            HistoryPage,
+            key=self.config.api_key,
+            params={"page": page, "page_size": page_size},
+        )
+
+    def register(self, email: str, display_name: str) -> RegisterResponse:
+        body = RegisterRequest.model_construct(email=email, display_name=display_name)
+        return self._request(
+            "POST", "/v1/auth/register", RegisterResponse, json=body.model_dump(mode="json")
+        )
+
+    def me(self) -> AccountInfo:
+        return self._request("GET", "/v1/auth/me", AccountInfo, key=self.config.api_key)
+
+    def rotate_key(self) -> RotateResponse:
+        return self._request(
+            "POST", "/v1/auth/keys/rotate", RotateResponse, key=self.config.api_key
+        )
+
+    # --- operator API, with the operator key ----------------------------------------------------
+
+    def _operator_key(self) -> str:
+        if not self.config.operator_key:
+            raise ApiError(
+                "Set BACKEND_OPERATOR_KEY to see readiness, circuit breakers and the cache."
+            )
+        return self.config.operator_key
+
+    def readiness(self) -> ReadinessResponse:
+        return self._request("GET", "/internal/health", ReadinessResponse, key=self._operator_key())
+
+    def breakers(self) -> BreakersResponse:
+        return self._request(
+            "GET", "/internal/resilience/breakers", BreakersResponse, key=self._operator_key()
+        )
+
+    def cache_stats(self) -> CacheStats:
+        return self._request("GET", "/internal/cache/stats", CacheStats, key=self._operator_key())
+
+
+def _process_body(
+    operation: Operation, text: str, options: dict[str, int], question: str | None
+) -> TextProcessRequest:
+    chosen: dict[str, Any] = dict(options)
+    return TextProcessRequest.model_construct(
+        operation=operation,
+        text=text,
+        options=TextOptions.model_construct(**chosen),
+        question=question,
+    )

@@ -1,6 +1,5 @@
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
-from shared.text import Operation
+from shared.operator import CacheStats, InvalidateRequest, InvalidateResponse
 
 from app.api.deps import ResourcesDep
 from app.api.responses import errors
@@ -8,29 +7,10 @@ from app.api.responses import errors
 router = APIRouter(prefix="/cache", tags=["cache"])
 
 
-class CacheStatsResponse(BaseModel):
-    backend: str = Field(description="redis, memory, or memory-fallback while Redis is down.")
-    hits: int
-    misses: int
-    stale_hits: int
-    hit_ratio: float
-    key_count: int
-
-
-class InvalidateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    operation: Operation | None = Field(default=None, description="Only this operation; or all.")
-
-
-class InvalidateResponse(BaseModel):
-    removed: int
-
-
 @router.get("/stats", summary="Hits, misses, hit ratio, backend and key count")
-async def stats(resources: ResourcesDep) -> CacheStatsResponse:
+async def stats(resources: ResourcesDep) -> CacheStats:
     current = await resources.cache.stats()
-    return CacheStatsResponse(
+    return CacheStats(
         backend=current.backend,
         hits=current.hits,
         misses=current.misses,

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from shared.operator import BreakersResponse, BreakerView
 
 from app.api.deps import ResourcesDep
 from app.api.responses import errors
@@ -9,18 +9,6 @@ from app.core.exceptions import NotFoundError
 from app.infrastructure.resilience.breaker import BreakerSnapshot, CircuitBreaker
 
 router = APIRouter(prefix="/resilience", tags=["resilience"])
-
-
-class BreakerView(BaseModel):
-    name: str
-    state: str
-    failure_count: int
-    opened_at: datetime | None
-    next_trial_at: datetime | None
-
-
-class BreakersResponse(BaseModel):
-    breakers: list[BreakerView]
 
 
 def _view(snapshot: BreakerSnapshot) -> BreakerView:

@@ -135,6 +135,12 @@ class AIProvider:
             for operation in Operation
         }
 
+    async def aclose(self) -> None:
+        """Close the model's HTTP client; ours (openai-compatible) is not owned by its provider."""
+        client = getattr(self.model, "client", None)
+        if client is not None and hasattr(client, "close"):
+            await client.close()
+
     async def run(self, request: ProviderRequest) -> BaseModel:
         agent = self._agents[request.operation]
         try:

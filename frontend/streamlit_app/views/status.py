@@ -1,0 +1,61 @@
+"""Status: is the backend up; with an operator key, its dependencies, breakers and cache."""
+
+import streamlit as st
+from streamlit_app.api_client import ApiError
+from streamlit_app.session import open_client, session_config
+from streamlit_app.ui import run_page
+
+HEALTH_BADGES = {
+    "ok": ":green-badge[ok]",
+    "degraded": ":orange-badge[degraded]",
+    "down": ":red-badge[down]",
+}
+
+
+def _operator_view() -> None:
+    with open_client() as client:
+        ready = client.readiness()
+        breakers = client.breakers().breakers
+        cache = client.cache_stats()
+
+    st.subheader(f"Readiness {HEALTH_BADGES[ready.status]}")
+    for dependency in ready.dependencies:
+        detail = f": {dependency.detail}" if dependency.detail else ""
+        st.markdown(f"{HEALTH_BADGES[dependency.status]} **{dependency.name}**{detail}")
+
+    st.subheader("Circuit breakers")
+    st.dataframe(
+        [
+            {
+                "breaker": breaker.name,
+                "state": breaker.state.replace("_", " "),
+                "recent failures": breaker.failure_count,
+            }
+            for breaker in breakers
+        ],
+        hide_index=True,
+    )
+
+    st.subheader("Cache")
+    st.caption(f"Backend: {cache.backend}")
+    hits, misses, ratio, keys = st.columns(4)
+    hits.metric("Hits", cache.hits, help=f"{cache.stale_hits} stale hits served while degraded")
+    misses.metric("Misses", cache.misses)
+    ratio.metric("Hit ratio", f"{cache.hit_ratio:.0%}")
+    keys.metric("Keys", cache.key_count)
+
+
+def render() -> None:
+    st.title("Status")
+    config = session_config()
+    st.caption(f"The backend at {config.backend_url}.")
+    with open_client() as client:
+        live = client.liveness()
+    st.success(f"The backend is up (version {live.version}).")
+    try:
+        _operator_view()
+    except ApiError as error:
+        st.info(error.user_message)
+
+
+run_page(render)

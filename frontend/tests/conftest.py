@@ -1,0 +1,236 @@
+"""Fixtures for the frontend tests: real backends on loopback, and pages run by AppTest.
+
+Each backend is `uvicorn app.main:create_app --factory` in a subprocess, started once per session
+on a free 127.0.0.1 port: SQLite in a temporary folder, the offline `local` model, and the real
+Redis at TEST_REDIS_URL when one is given (else the backend's in-memory cache). The pages run
+in-process under AppTest and reach a backend over HTTP, exactly as they do in a browser session.
+
+- `backend`: the everyday backend, emptied before each test (tables, cache, and Redis).
+- `backend_without_provider`: its AI provider is an unreachable OpenAI-compatible server, and
+  one failure opens the circuit breaker, so processing answers 502, then 503 with Retry-After.
+- `rate_limited_backend`: every key may make RATE_LIMIT text requests a minute (elsewhere, a
+  limit no test reaches).
+"""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from app.core.config import Settings
+from fakes.services import free_port
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from streamlit.testing.v1 import AppTest
+
+PUBLIC_KEY = "frontend-public-key"
+OPERATOR_KEY = "frontend-operator-key"
+KEY_HASH_SECRET = "frontend-key-hash-secret-0123456789abcdef"
+UNREACHED_RATE_LIMIT = 10_000
+RATE_LIMIT = 2
+PAGES = Path(__file__).parents[1] / "streamlit_app" / "views"
+STARTUP_SECONDS = 20
+PAGE_TIMEOUT_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class LiveBackend:
+    url: str
+    database: Path
+    redis_url: str | None
+    public_key: str = PUBLIC_KEY
+    operator_key: str = OPERATOR_KEY
+    requests_per_minute: int = UNREACHED_RATE_LIMIT
+
+    def client(self, api_key: str | None = PUBLIC_KEY) -> httpx.Client:
+        """An HTTP client for a test's own arrange and assert steps."""
+        headers = {"X-API-Key": api_key} if api_key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    with httpx.Client(base_url=url, timeout=1) as client:
+        while time.monotonic() < deadline:
+            try:
+                if client.get("/v1/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            try:  # a short pause that also notices a process that has died
+                process.wait(timeout=0.05)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+    raise RuntimeError(f"the backend did not start; its log:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def running_backend(
+    folder: Path,
+    settings: dict[str, str] | None = None,
+    *,
+    requests_per_minute: int = UNREACHED_RATE_LIMIT,
+) -> Iterator[LiveBackend]:
+    """A backend process with the test keys, and `settings` as environment variables."""
+    settings = settings or {}
+    folder.mkdir(parents=True, exist_ok=True)
+    database = folder / "app.db"
+    port = free_port()
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if name.lower() not in Settings.model_fields  # a developer's own settings stay out
+    }
+    env = {
+        **inherited,
+        "ENVIRONMENT": "test",
+        "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+        "API_KEYS": PUBLIC_KEY,
+        "INTERNAL_API_KEYS": OPERATOR_KEY,
+        "KEY_HASH_SECRET": KEY_HASH_SECRET,
+        "AI_MODEL": "local",
+        "RATE_LIMIT_TIERS": json.dumps({"free": requests_per_minute, "pro": requests_per_minute}),
+        **settings,
+    }
+    log = folder / "backend.log"
+    with log.open("wb") as output:
+        # cwd: the temporary folder, so a developer's .env cannot change the backend under test.
+        process = subprocess.Popen(  # noqa: S603 - our own argv, no shell
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.main:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
+            cwd=folder,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    backend = LiveBackend(
+        f"http://127.0.0.1:{port}",
+        database,
+        settings.get("REDIS_URL"),
+        requests_per_minute=requests_per_minute,
+    )
+    try:
+        _wait_until_healthy(backend.url, process, log)
+        yield backend
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _flush(redis_url: str) -> None:
+    with Redis.from_url(
+        redis_url, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+    ) as redis:
+        redis.flushdb()
+
+
+def _empty_tables(database: Path) -> None:
+    with closing(sqlite3.connect(database, timeout=10)) as connection, connection:
+        tables = connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            " AND name != 'alembic_version' AND name NOT LIKE 'sqlite_%'"
+        ).fetchall()
+        for (table,) in tables:
+            connection.execute(f'DELETE FROM "{table}"')  # noqa: S608 - names from the schema
+
+
+@pytest.fixture(scope="session")
+def live_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBackend]:
+    settings: dict[str, str] = {}
+    if redis_url := os.environ.get("TEST_REDIS_URL"):
+        _flush(redis_url)  # an open breaker left in Redis by another test must not leak in
+        settings["REDIS_URL"] = redis_url
+    with running_backend(tmp_path_factory.mktemp("backend"), settings) as backend:
+        yield backend
+
+
+@pytest.fixture
+def backend(live_backend: LiveBackend) -> LiveBackend:
+    """The session's backend, emptied: no rows, no cached answers, nothing in Redis."""
+    _empty_tables(live_backend.database)
+    if live_backend.redis_url:
+        _flush(live_backend.redis_url)
+    with live_backend.client(OPERATOR_KEY) as client:  # the in-process LRU, too
+        client.post("/internal/cache/invalidate", json={}).raise_for_status()
+    return live_backend
+
+
+@pytest.fixture(scope="session")
+def backend_without_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBackend]:
+    settings = {
+        "AI_MODEL": "openai-chat:gpt-4o-mini",
+        "AI_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",  # nothing listens there
+        "AI_API_KEY": "not-used",
+        "AI_MAX_ATTEMPTS": "1",
+        "BREAKER_FAILURE_THRESHOLD": "1",
+        "BREAKER_RECOVERY_SECONDS": "600",
+    }
+    with running_backend(tmp_path_factory.mktemp("no-provider"), settings) as backend:
+        yield backend
+
+
+@pytest.fixture(scope="session")
+def rate_limited_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBackend]:
+    folder = tmp_path_factory.mktemp("rate-limited")
+    with running_backend(folder, requests_per_minute=RATE_LIMIT) as backend:
+        yield backend
+
+
+PageFactory = Callable[..., AppTest]
+
+
+@pytest.fixture
+def open_page(monkeypatch: pytest.MonkeyPatch) -> PageFactory:
+    """Loads a page file as AppTest, configured the way `make run` configures the app."""
+
+    def factory(
+        name: str,
+        backend_url: str,
+        *,
+        api_key: str | None = PUBLIC_KEY,
+        operator_key: str | None = OPERATOR_KEY,
+    ) -> AppTest:
+        variables = {
+            "BACKEND_URL": backend_url,
+            "BACKEND_API_KEY": api_key,
+            "BACKEND_OPERATOR_KEY": operator_key,
+        }
+        for variable, value in variables.items():
+            if value is None:
+                monkeypatch.delenv(variable, raising=False)
+            else:
+                monkeypatch.setenv(variable, value)
+        return AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=PAGE_TIMEOUT_SECONDS)
+
+    return factory
+
+
+@pytest.fixture
+def closed_url() -> str:
+    """A loopback URL where nothing listens: the backend is down."""
+    return f"http://127.0.0.1:{free_port()}"

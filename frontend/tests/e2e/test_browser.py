@@ -1,0 +1,151 @@
+"""A real browser on the real app: headless Chromium → Streamlit → the backend, over HTTP.
+
+Chromium is Debian's (`make install-e2e`), driven by the playwright package with
+executable_path, so nothing is downloaded at run time. Without either, the test skips (and fails
+under REQUIRE_REAL_SERVICES=1, as in CI).
+"""
+
+import importlib.util
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+
+import httpx
+import pytest
+from fakes.services import free_port, unavailable
+
+CHROMIUM = Path("/usr/bin/chromium")
+# The closed network refuses the browser's background traffic: ask for none of it.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ROOT = Path(__file__).parents[3]
+APP = ROOT / "frontend" / "streamlit_app" / "main.py"
+SCREENSHOT = ROOT / "artifacts" / "e2e" / "process.png"
+STARTUP_SECONDS = 30
+TEXT = (
+    "The city council approved the new cycling plan on Tuesday. Twelve kilometres of "
+    "protected lanes will be built by next summer. The lanes will connect the station, the "
+    "university and the old harbour. Shop owners worried about parking, but the council "
+    "promised two new car parks near the market. Work starts in March."
+)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """Debian's Chromium, checked before any server starts for it."""
+    if not CHROMIUM.exists():
+        unavailable("no /usr/bin/chromium: run `make install-e2e`")
+    if importlib.util.find_spec("playwright") is None:
+        unavailable("the playwright package is not installed: run `make install`")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def streamlit_url(live_backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`streamlit run` on a free port, configured as `make run` configures it."""
+    port = free_port()
+    folder = tmp_path_factory.mktemp("streamlit")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(folder),  # a fresh ~/.streamlit
+        "BACKEND_URL": live_backend.url,
+        "BACKEND_API_KEY": live_backend.public_key,
+        "BACKEND_OPERATOR_KEY": live_backend.operator_key,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.headless=true",
+        "--server.address=127.0.0.1",
+        f"--server.port={port}",
+        "--server.fileWatcherType=none",
+        "--browser.gatherUsageStats=false",
+    ]
+    log = folder / "streamlit.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(  # noqa: S603 - our own argv, no shell
+            command, cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_health(f"{url}/_stcore/health", process, log)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_health(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        with suppress(subprocess.TimeoutExpired):  # a pause that notices a dead process
+            process.wait(timeout=0.1)
+    raise RuntimeError(f"streamlit did not start; its log:\n{log.read_text()[-3000:]}")
+
+
+@pytest.mark.e2e
+class TestBrowser:
+    """Seam: Chromium → Streamlit server → ApiClient → the live backend."""
+
+    @pytest.mark.covers("UI-07")
+    def test_submitted_text_shows_its_summary(
+        self, chromium: Path, backend, streamlit_url: str, tmp_path: Path
+    ):
+        """A person's path through the real UI: open the app, paste a text, get a summary.
+
+        Integration scope: Chromium rendering the Streamlit app, its websocket to the server,
+        the page's HTTP call to the backend, and back to the screen.
+        Business impact: proves what AppTest cannot: the page loads in a browser and a click
+        shows a result (front-end assets, websocket, navigation).
+        Test strategy: headless Debian Chromium via playwright; fill the Text box, click
+        Process, wait for the result; save a screenshot under artifacts/e2e/.
+        Success criteria: the result heading and a sentence of the text on screen, one
+        request in the backend's history, and the screenshot written.
+        """
+        from playwright.sync_api import sync_playwright
+
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        SCREENSHOT.unlink(missing_ok=True)
+        with sync_playwright() as playwright:
+            # A persistent context on an empty folder: the fresh --user-data-dir, owned here.
+            browser = playwright.chromium.launch_persistent_context(
+                tmp_path / "profile",
+                executable_path=str(chromium),
+                args=CHROMIUM_FLAGS,
+                viewport={"width": 1280, "height": 1000},
+            )
+            try:
+                page = browser.new_page()
+                page.goto(streamlit_url, wait_until="networkidle")
+                page.get_by_label("Text", exact=True).fill(TEXT)
+                page.get_by_role("button", name="Process").click()
+                page.get_by_text("Result: Summarize").wait_for(timeout=15_000)
+                page.get_by_text("The city council approved the new cycling plan").last.wait_for()
+                page.screenshot(path=str(SCREENSHOT), full_page=True)
+            finally:
+                browser.close()
+
+        with backend.client() as client:
+            assert client.get("/v1/history").json()["total"] == 1
+        assert SCREENSHOT.stat().st_size > 10_000
