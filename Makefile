@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 FRONTEND_PORT ?= 8501
 
 .PHONY: help install run run-backend run-frontend test test-unit test-integration lint format \
-	typecheck migrate clean install-e2e test-e2e docker-up docker-down check-compose container-engine \
+	typecheck migrate clean install-e2e test-e2e test-plan-check docker-up docker-down check-compose container-engine \
 	container-engine-stop
 
 help: ## List the targets
@@ -57,6 +57,9 @@ install-e2e: ## Install Debian's chromium for the browser test (root; idempotent
 
 test-e2e: ## Drive the app in headless Chromium; screenshot in artifacts/e2e/process.png
 	$(BIN)/pytest frontend/tests/e2e -m e2e $(PYTEST_ARGS)
+
+test-plan-check: ## Check TEST_PLAN.md and the tests name each other; integration docstrings complete
+	$(BIN)/python scripts/test_plan_check.py
 
 lint: ## ruff check and ruff format --check
 	$(BIN)/ruff check .
