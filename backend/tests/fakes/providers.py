@@ -6,17 +6,14 @@ real provider's SDK surfaces, so the translation into our errors is exercised to
 """
 
 import asyncio
-import json
 from typing import Any
 
-from app.infrastructure.ai.local_model import run_operation
+from app.infrastructure.ai.local_model import run_operation, user_document
 from pydantic_ai.exceptions import ModelHTTPError
 from pydantic_ai.messages import (
     ModelMessage,
-    ModelRequest,
     ModelResponse,
     ToolCallPart,
-    UserPromptPart,
 )
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
@@ -58,7 +55,7 @@ class FakeProvider:
 
     async def _respond(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         self.calls += 1
-        document = _user_document(messages)
+        document = user_document(messages)
         self.documents.append(document)
         if self._hang:
             await self.release.wait()
@@ -68,16 +65,6 @@ class FakeProvider:
         return ModelResponse(
             parts=[ToolCallPart(info.output_tools[0].name, output)], model_name=self.name
         )
-
-
-def _user_document(messages: list[ModelMessage]) -> dict[str, Any]:
-    for message in reversed(messages):
-        if isinstance(message, ModelRequest):
-            for part in message.parts:
-                if isinstance(part, UserPromptPart) and isinstance(part.content, str):
-                    document: dict[str, Any] = json.loads(part.content)
-                    return document
-    return {}
 
 
 class RecordingSleep:

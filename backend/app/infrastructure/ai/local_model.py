@@ -23,7 +23,8 @@ from app.infrastructure.ai import local_engine
 LOCAL_MODEL_NAME = "local"
 
 
-def _last_user_document(messages: list[ModelMessage]) -> dict[str, Any]:
+def user_document(messages: list[ModelMessage]) -> dict[str, Any]:
+    """The JSON document of the last user message: what `ProviderRequest` sent."""
     for message in reversed(messages):
         if isinstance(message, ModelRequest):
             for part in message.parts:
@@ -50,7 +51,7 @@ def run_operation(document: dict[str, Any]) -> BaseModel:
 
 
 def _respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-    result = run_operation(_last_user_document(messages))
+    result = run_operation(user_document(messages))
     return ModelResponse(
         parts=[ToolCallPart(info.output_tools[0].name, result.model_dump(mode="json"))],
         model_name=LOCAL_MODEL_NAME,
