@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 FRONTEND_PORT ?= 8501
 
 .PHONY: help install run run-backend run-frontend test test-unit test-integration lint format \
-	typecheck migrate clean install-e2e test-e2e test-plan-check docker-up docker-down check-compose container-engine \
+	typecheck migrate clean install-e2e test-e2e test-plan-check bench docker-up docker-down check-compose container-engine \
 	container-engine-stop
 
 help: ## List the targets
@@ -61,6 +61,9 @@ test-e2e: ## Drive the app in headless Chromium; screenshot in artifacts/e2e/pro
 test-plan-check: ## Check TEST_PLAN.md and the tests name each other; integration docstrings complete
 	$(BIN)/python scripts/test_plan_check.py
 
+bench: ## Load benchmarks on loopback with wrk: figures and targets, reports/bench/
+	$(BIN)/python -m bench.run
+
 lint: ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -70,7 +73,7 @@ format: ## Fix lint and format the code
 	$(BIN)/ruff format .
 
 typecheck: ## mypy: strict for the code, relaxed for tests (fixtures need no return types)
-	$(BIN)/mypy backend/app shared/shared frontend/streamlit_app
+	$(BIN)/mypy backend/app shared/shared frontend/streamlit_app bench scripts
 	$(BIN)/mypy --allow-untyped-defs --allow-incomplete-defs backend/tests
 	$(BIN)/mypy --allow-untyped-defs --allow-incomplete-defs frontend/tests
 

@@ -1,0 +1,202 @@
+"""The figures of a run: the table, the targets (reported, never asserted) and the JSON file.
+
+Every target is a ratio to the bare FastAPI endpoint served with as many workers, measured in
+the same run by the same load generator, so a busier or faster machine moves both sides alike.
+"""
+
+import json
+import os
+import platform
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.loadgen import LoadResult
+
+BARE = "bare"
+HEALTH = "health"
+CACHE_HIT = "cache_hit"
+CACHE_MISS = "cache_miss"
+BREAKER_OPEN = "breaker_open"
+SCENARIOS = (BARE, HEALTH, CACHE_HIT, CACHE_MISS, BREAKER_OPEN)
+
+STARTUP_LIMIT_SECONDS = 1.5
+RSS_LIMIT_MB = 200.0
+
+
+@dataclass(frozen=True)
+class Measurement:
+    scenario: str
+    workers: int
+    load: LoadResult
+    peak_process_mb: float  # the largest process of the tree: the worker
+    peak_tree_mb: float  # every process of the tree together (supervisor and workers)
+    # Server CPU time per request: unlike req/s, hardly moved by what else the cores run.
+    cpu_ms_per_request: float
+    unexpected_responses: int  # statuses other than the scenario's own (200, or 503 when open)
+    check: str  # "ok" when one request after the load took the intended path, else what it got
+
+
+@dataclass(frozen=True)
+class Startup:
+    server: str
+    workers: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    measured: float
+    comparison: str  # ">=" or "<="
+    limit: float
+    passed: bool
+
+
+@dataclass(frozen=True)
+class Ratios:
+    throughput: float  # the scenario's req/s over bare's: higher is better
+    p99: float  # the scenario's p99 over bare's: lower is better
+
+
+def ratios(measurements: list[Measurement], found: Measurement) -> Ratios | None:
+    """Against the best of the bare runs with as many workers (bare runs before and after our
+    app). Whatever else the cores run only ever slows a run down, so the best run is the closest
+    to bare undisturbed, and one disturbed run cannot flatter our ratios."""
+    bare = [m.load for m in measurements if m.scenario == BARE and m.workers == found.workers]
+    if not bare:
+        return None
+    best_rps = max(load.requests_per_second for load in bare)
+    best_p99 = min(load.p99_ms for load in bare)
+    return Ratios(found.load.requests_per_second / best_rps, found.load.p99_ms / best_p99)
+
+
+def targets(measurements: list[Measurement], startups: list[Startup]) -> list[Target]:
+    result: list[Target] = []
+    for workers in sorted({m.workers for m in measurements}):
+        where = f"{workers} worker{'s' if workers > 1 else ''}"
+        if hit := _ratios_of(measurements, CACHE_HIT, workers):
+            result.append(_at_least(f"cache-hit req/s / bare ({where})", hit.throughput, 0.5))
+            result.append(_at_most(f"cache-hit p99 / bare ({where})", hit.p99, 2.0))
+        if open_ := _ratios_of(measurements, BREAKER_OPEN, workers):
+            # "Within 1.5x": at least two thirds of bare's throughput, at most 1.5x its p99.
+            result.append(
+                _at_least(f"breaker-open req/s / bare ({where})", open_.throughput, 1 / 1.5)
+            )
+            result.append(_at_most(f"breaker-open p99 / bare ({where})", open_.p99, 1.5))
+        ours = [m for m in measurements if m.workers == workers and m.scenario != BARE]
+        if ours:
+            peak = max(m.peak_process_mb for m in ours)
+            result.append(_at_most(f"peak RSS per worker, MB ({where})", peak, RSS_LIMIT_MB))
+    for startup in startups:
+        if startup.server == "app":
+            name = f"start to first answer, s ({startup.workers} worker(s))"
+            result.append(_at_most(name, startup.seconds, STARTUP_LIMIT_SECONDS))
+    return result
+
+
+def worker_scaling(measurements: list[Measurement]) -> float | None:
+    """Cache-hit req/s at two workers over one (reported, no target)."""
+    one, two = _find(measurements, CACHE_HIT, 1), _find(measurements, CACHE_HIT, 2)
+    if one is None or two is None:
+        return None
+    return two.load.requests_per_second / one.load.requests_per_second
+
+
+def table(measurements: list[Measurement]) -> str:
+    header = (
+        f"{'scenario':<13}{'workers':>8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'x bare req/s':>14}{'x bare p99':>12}{'CPU ms/req':>12}{'RSS MB':>8}{'tree MB':>9}"
+        f"{'bad':>6}  check"
+    )
+    lines = [header, "-" * len(header)]
+    for m in sorted(measurements, key=lambda m: (m.workers, SCENARIOS.index(m.scenario))):
+        found = ratios(measurements, m)
+        throughput = f"{found.throughput:.2f}" if found else "-"
+        p99 = f"{found.p99:.2f}" if found else "-"
+        lines.append(
+            f"{m.scenario:<13}{m.workers:>8}{m.load.requests_per_second:>10.0f}"
+            f"{m.load.p50_ms:>9.2f}{m.load.p99_ms:>9.2f}{throughput:>14}{p99:>12}"
+            f"{m.cpu_ms_per_request:>12.3f}{m.peak_process_mb:>8.0f}{m.peak_tree_mb:>9.0f}"
+            f"{m.unexpected_responses:>6}  {m.check}"
+        )
+    return "\n".join(lines)
+
+
+def target_lines(found: list[Target]) -> str:
+    return "\n".join(
+        f"{'PASS' if t.passed else 'FAIL'}  {t.name}: {t.measured:.2f} "
+        f"(target {t.comparison} {t.limit:.2f})"
+        for t in found
+    )
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpu: str
+    cores: int
+    memory_gb: float
+    kernel: str
+    python: str
+    wrk: str
+    load_average_at_start: tuple[float, float, float]
+
+
+def machine() -> Machine:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)  # noqa: S607
+    return Machine(
+        cpu=cpu,
+        cores=os.cpu_count() or 1,
+        memory_gb=round(memory_kb / 1024 / 1024, 1),
+        kernel=platform.release(),
+        python=platform.python_version(),
+        wrk=(wrk.stdout or wrk.stderr).splitlines()[0].strip(),
+        load_average_at_start=os.getloadavg(),
+    )
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, default=_plain) + "\n")
+
+
+def _plain(value: object) -> object:
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)  # type: ignore[call-overload]
+    raise TypeError(f"not JSON: {value!r}")
+
+
+def results(measurements: list[Measurement]) -> list[dict[str, Any]]:
+    """The measurements as JSON objects, each with its ratios to bare."""
+    return [{**asdict(m), "ratios_to_bare": ratios(measurements, m)} for m in measurements]
+
+
+def _ratios_of(measurements: list[Measurement], scenario: str, workers: int) -> Ratios | None:
+    found = _find(measurements, scenario, workers)
+    return None if found is None else ratios(measurements, found)
+
+
+def _find(measurements: list[Measurement], scenario: str, workers: int) -> Measurement | None:
+    return next((m for m in measurements if m.scenario == scenario and m.workers == workers), None)
+
+
+def _at_least(name: str, measured: float, limit: float) -> Target:
+    return Target(name, measured, ">=", limit, measured >= limit)
+
+
+def _at_most(name: str, measured: float, limit: float) -> Target:
+    return Target(name, measured, "<=", limit, measured <= limit)

@@ -1,0 +1,227 @@
+"""`make bench`: each path of the backend under load, next to a bare FastAPI endpoint.
+
+For each worker count: the bare app, our app (health, cache hit, cache miss), our app with its
+breaker open, and the bare app again; each served by its own uvicorn and loaded by wrk (2
+threads, 20 connections) after a short warm-up. Prints a table and the targets, writes
+reports/bench/bench.json and bench.png. Exits non-zero on a crash only: a missed target is
+reported, not raised.
+
+Knobs (environment): BENCH_DURATION seconds per scenario (5), BENCH_WARMUP seconds (1),
+BENCH_WORKERS (1,2), BENCH_PROVIDER_LATENCY_MS (50), BENCH_REDIS_URL (default
+redis://127.0.0.1:6379/13 if it answers; empty for in-memory), BENCH_DATABASE_URL (default a
+fresh SQLite file; any other database keeps the history rows the run writes).
+"""
+
+import os
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import chart, procfs, report
+from bench.loadgen import CONNECTIONS, THREADS, LoadResult, WrkMissingError, run_wrk, wrk_path
+from bench.report import Measurement, Startup
+from bench.scenarios import (
+    BARE_SERVER,
+    CALLER_KEY,
+    HIT_BODY,
+    OPERATOR_KEY,
+    OUR_SERVERS,
+    PUBLIC_KEY,
+    Scenario,
+    ServerSpec,
+)
+from bench.server import REPO, Server, serve
+from bench.services import choose_redis, clear_redis, history_rows, migrate
+
+OUTPUT = REPO / "reports" / "bench"
+
+
+@dataclass(frozen=True)
+class Config:
+    duration: int  # whole seconds: wrk takes no fractions
+    warmup: int
+    workers: tuple[int, ...]
+    provider_latency_ms: float
+
+    @classmethod
+    def from_env(cls) -> "Config":
+        return cls(
+            duration=int(os.environ.get("BENCH_DURATION", "5")),
+            warmup=int(os.environ.get("BENCH_WARMUP", "1")),
+            workers=tuple(int(w) for w in os.environ.get("BENCH_WORKERS", "1,2").split(",")),
+            provider_latency_ms=float(os.environ.get("BENCH_PROVIDER_LATENCY_MS", "50")),
+        )
+
+
+@dataclass
+class Bench:
+    config: Config
+    env: dict[str, str]  # the servers' environment
+    scratch: Path
+    redis_url: str | None
+    measurements: list[Measurement] = field(default_factory=list)
+    startups: list[Startup] = field(default_factory=list)
+
+    def run(self, spec: ServerSpec, workers: int) -> None:
+        clear_redis(self.redis_url)  # a cold cache and a closed breaker for every server
+        with serve(
+            spec.factory,
+            workers=workers,
+            probe_path=spec.probe_path,
+            env=self.env,
+            scratch=self.scratch,
+        ) as server:
+            self.startups.append(Startup(spec.name, workers, server.startup_seconds))
+            print(
+                f"\n{spec.name} x{workers}: first answer {server.startup_seconds:.2f}s after spawn"
+            )
+            if spec.prepare is not None:
+                spec.prepare(server)
+            for scenario in spec.scenarios:
+                measurement = _measure(server, scenario, workers, self.config)
+                self.measurements.append(measurement)
+                load = measurement.load
+                print(
+                    f"  {scenario.name:<13}{load.requests_per_second:>9.0f} req/s  "
+                    f"p50 {load.p50_ms:6.2f} ms  p99 {load.p99_ms:6.2f} ms  "
+                    f"RSS {measurement.peak_process_mb:4.0f} MB  {measurement.check}"
+                )
+
+
+def main() -> int:
+    try:
+        wrk_path()
+    except WrkMissingError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    config = Config.from_env()
+    redis = choose_redis()
+    machine = report.machine()
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch_name:
+        scratch = Path(scratch_name)
+        database_url = (
+            os.environ.get("BENCH_DATABASE_URL") or f"sqlite+aiosqlite:///{scratch / 'bench.db'}"
+        )
+        env = _server_env(config, redis.url, database_url)
+        migrate(env)
+        _print_setting(machine, config, redis.description, database_url)
+        bench = Bench(config, env, scratch, redis.url)
+        try:
+            for workers in config.workers:
+                for spec in (BARE_SERVER, *OUR_SERVERS, BARE_SERVER):
+                    bench.run(spec, workers)
+        finally:
+            clear_redis(redis.url)
+        rows = history_rows(database_url)
+    _report(machine, redis.description, bench, rows)
+    return 0
+
+
+def _server_env(config: Config, redis_url: str | None, database_url: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "test",
+        "LOG_LEVEL": "WARNING",
+        "API_KEYS": PUBLIC_KEY,
+        "INTERNAL_API_KEYS": OPERATOR_KEY,
+        "DATABASE_URL": database_url,
+        "DATABASE_AUTO_MIGRATE": "false",  # migrated once, before any server starts
+        "BENCH_PROVIDER_LATENCY_MS": f"{config.provider_latency_ms:g}",
+    }
+    env.pop("REDIS_URL", None)
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+def _measure(server: Server, scenario: Scenario, workers: int, config: Config) -> Measurement:
+    url = server.base_url + scenario.path
+
+    def load(seconds: int) -> LoadResult:
+        wrk_env = {
+            **os.environ,
+            "BENCH_BODY": HIT_BODY,
+            "BENCH_API_KEY": CALLER_KEY,
+            "BENCH_RUN_ID": uuid.uuid4().hex[:8],  # fresh texts for every cache-miss run
+        }
+        return run_wrk(url, seconds, script=scenario.script, env=wrk_env)
+
+    load(config.warmup)
+    with procfs.sample(server.process.pid) as usage:
+        result = load(config.duration)
+    if scenario.status == 200:
+        unexpected = result.non_2xx + result.socket_errors
+    else:
+        unexpected = result.requests - result.non_2xx + result.socket_errors
+    return Measurement(
+        scenario=scenario.name,
+        workers=workers,
+        load=result,
+        peak_process_mb=usage.peak_process_mb,
+        peak_tree_mb=usage.peak_tree_mb,
+        cpu_ms_per_request=usage.cpu_seconds * 1000 / max(1, result.requests),
+        unexpected_responses=unexpected,
+        check=_verdict(scenario.check(server)),
+    )
+
+
+def _verdict(problem: str | None) -> str:
+    return "ok" if problem is None else f"UNEXPECTED: {problem}"
+
+
+def _print_setting(machine: report.Machine, config: Config, redis: str, database_url: str) -> None:
+    print(f"machine: {machine.cpu}, {machine.cores} cores, {machine.memory_gb} GB")
+    print(f"load generator: {machine.wrk}, -t{THREADS} -c{CONNECTIONS}, same cores as server")
+    print(f"cache and breaker: {redis}")
+    print(f"database: {database_url} (every /v1/text/process request writes a history row)")
+    print(
+        f"provider latency {config.provider_latency_ms:g} ms; {config.duration}s per scenario "
+        f"after {config.warmup}s of warm-up; workers {config.workers}"
+    )
+
+
+def _report(machine: report.Machine, redis: str, bench: Bench, rows: int | None) -> None:
+    measurements, startups = bench.measurements, bench.startups
+    found = report.targets(measurements, startups)
+    scaling = report.worker_scaling(measurements)
+    print()
+    print(report.table(measurements))
+    print()
+    print(report.target_lines(found))
+    if scaling is not None:
+        print(f"INFO  cache-hit req/s, 2 workers / 1 worker: {scaling:.2f} ({redis})")
+    if rows is not None:
+        print(f"INFO  history rows written: {rows}")
+    load_at_end = os.getloadavg()
+    print(f"INFO  load average at start {machine.load_average_at_start}, at end {load_at_end}")
+    if max(load_at_end[0], machine.load_average_at_start[0]) > 1:
+        print("NOTE  something else was using these cores: the figures are noisy; run again")
+    passed = sum(t.passed for t in found)
+    print(f"\n{passed} of {len(found)} targets met")
+    document = {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine,
+        "load_average_at_end": load_at_end,
+        "config": bench.config,
+        "cache_and_breaker": redis,
+        "database": bench.env["DATABASE_URL"].split("://", 1)[0],
+        "startups": startups,
+        "results": report.results(measurements),
+        "targets": found,
+        "cache_hit_two_workers_over_one": scaling,
+        "history_rows": rows,
+    }
+    report.write_json(OUTPUT / "bench.json", document)
+    chart.draw(
+        measurements,
+        OUTPUT / "bench.png",
+        subtitle=f"{machine.cpu}, {machine.cores} cores; {redis}",
+    )
+    print(f"written: {OUTPUT / 'bench.json'}, {OUTPUT / 'bench.png'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
