@@ -65,6 +65,7 @@ async def open_resources(
 ) -> AsyncIterator[Resources]:
     provider = AIProvider(externals.ai_model or build_model(settings))  # bad AI_MODEL: stop here
     database = Database(settings.database_url)
+    history = HistoryService(database)
     redis = externals.redis
     if redis is None and settings.redis_url:
         redis = create_redis(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds)
@@ -103,7 +104,6 @@ async def open_resources(
             metrics,
             externals.sleep,
         )
-        history = HistoryService(database)
         text_processor = TextProcessor(
             resilient,
             cache,
@@ -135,6 +135,7 @@ async def open_resources(
             rate_limiter=RateLimiter(redis, clock=externals.clock),
         )
     finally:
+        await history.close()  # rows already handed in are committed before the engine goes
         # Close only what we opened: handed-in clients belong to whoever handed them in.
         if redis is not None and externals.redis is None:
             await redis.aclose()

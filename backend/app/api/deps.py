@@ -15,7 +15,9 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <key>`")
 
 
-def get_resources(request: Request) -> Resources:
+# Dependencies are `async def` even when they do not await: FastAPI runs plain `def` ones in a
+# thread pool, and those thread hops cost more than everything else on a cache hit.
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
@@ -23,7 +25,7 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def get_settings(resources: ResourcesDep) -> Settings:
+async def get_settings(resources: ResourcesDep) -> Settings:
     return resources.settings
 
 
@@ -83,7 +85,9 @@ def limit_result(request: Request) -> RateLimitResult | None:
     return result
 
 
-def get_rate_limit(request: Request, principal: PrincipalDep, resources: ResourcesDep) -> RateLimit:
+async def get_rate_limit(
+    request: Request, principal: PrincipalDep, resources: ResourcesDep
+) -> RateLimit:
     return RateLimit(request, principal, resources)
 
 

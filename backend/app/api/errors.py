@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from shared.errors import ErrorDetail, ErrorResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.core.exceptions import AppError
+from app.core.exceptions import AppError, CircuitOpenError
 from app.core.logging import request_id_var
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ def app_error_response(exc: AppError) -> JSONResponse:
 
 async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    if exc.status_code >= 500:
+    # An open circuit is logged once by the breaker when it opens, not once per refused request.
+    if exc.status_code >= 500 and not isinstance(exc, CircuitOpenError):
         logger.warning("%s: %s", exc.code, exc.message)
     return app_error_response(exc)
 

@@ -7,6 +7,7 @@ from shared.text import HistoryPage, HistoryRecord, Operation
 from sqlalchemy import func, select
 
 from app.infrastructure.database.engine import Database
+from app.infrastructure.database.group_commit import GroupCommitter
 from app.infrastructure.database.models import RequestHistory
 
 
@@ -25,22 +26,26 @@ class HistoryEntry:
 class HistoryService:
     def __init__(self, database: Database) -> None:
         self._database = database
+        self._writer = GroupCommitter(database)
 
     async def record(self, entry: HistoryEntry) -> None:
-        async with self._database.session() as session:
-            session.add(
-                RequestHistory(
-                    api_key_id=entry.api_key_id,
-                    operation=entry.operation.value,
-                    text_length=len(entry.text),
-                    text_sha256=hashlib.sha256(entry.text.encode()).hexdigest(),
-                    model=entry.model,
-                    cached=entry.cached,
-                    degraded=entry.degraded,
-                    latency_ms=round(entry.latency_ms, 3),
-                    outcome=entry.outcome,
-                )
+        """Returns once the row is committed (together with concurrent requests' rows)."""
+        await self._writer.add(
+            RequestHistory(
+                api_key_id=entry.api_key_id,
+                operation=entry.operation.value,
+                text_length=len(entry.text),
+                text_sha256=hashlib.sha256(entry.text.encode()).hexdigest(),
+                model=entry.model,
+                cached=entry.cached,
+                degraded=entry.degraded,
+                latency_ms=round(entry.latency_ms, 3),
+                outcome=entry.outcome,
             )
+        )
+
+    async def close(self) -> None:
+        await self._writer.close()
 
     async def page(self, api_key_id: str, *, page: int, page_size: int) -> HistoryPage:
         mine = RequestHistory.api_key_id == api_key_id

@@ -9,7 +9,7 @@ from app.core.exceptions import PermissionDeniedError
 from app.services.auth import Principal, Role
 
 
-def require_operator(principal: PrincipalDep) -> Principal:
+async def require_operator(principal: PrincipalDep) -> Principal:
     if principal.role is not Role.OPERATOR:
         raise PermissionDeniedError("This endpoint needs an operator key (INTERNAL_API_KEYS).")
     return principal
