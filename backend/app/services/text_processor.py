@@ -9,8 +9,8 @@ TTL. While the breaker is open, a stale entry within the grace window is served 
 import asyncio
 import hashlib
 import json
+import re
 import time
-import unicodedata
 from typing import Any
 
 from shared.errors import ErrorDetail
@@ -38,15 +38,15 @@ DEFAULT_TTL_SECONDS: dict[Operation, int] = {
     Operation.QUESTIONS: 24 * 3600,
     Operation.QA: 3600,
 }
-_KEPT_CONTROLS = {"\n", "\t"}
+# Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F; tab and newline are kept.
+_CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 Answer = tuple[dict[str, Any], bool]  # (value, came from the cache)
 
 
 def clean_text(text: str) -> str:
     """Control characters removed (newlines and tabs kept); everything else untouched."""
-    text = text.replace("\r\n", "\n")
-    return "".join(ch for ch in text if ch in _KEPT_CONTROLS or unicodedata.category(ch) != "Cc")
+    return _CONTROL_CHARACTERS.sub("", text.replace("\r\n", "\n"))
 
 
 def cache_key(request: ProviderRequest, model_id: str) -> str:
