@@ -9,6 +9,7 @@ import logging
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.maint_notifications import MaintNotificationsConfig
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,10 @@ def create_redis(url: str, *, timeout_seconds: float = 0.5) -> Redis:
         decode_responses=False,
         # No PING before commands after idle time: it would add a round trip to some requests.
         health_check_interval=0,
+        # While maintenance notifications are on ("auto" by default, for Redis Enterprise),
+        # the pool skips its check for connections the server has closed: after a Redis
+        # restart, each pooled connection would fail its next command instead of reconnecting.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
 
 

@@ -85,6 +85,11 @@ class RedisServerProcess:
             self.process.wait(timeout=5)
             self.process = None
 
+    def close(self) -> None:
+        """Stop for good and remove the server's folder."""
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
 
 @contextmanager
 def redis_server_url() -> Iterator[str | None]:
@@ -101,7 +106,7 @@ def redis_server_url() -> Iterator[str | None]:
     try:
         yield server.url
     finally:
-        server.stop()
+        server.close()
 
 
 def docker_answers() -> bool:

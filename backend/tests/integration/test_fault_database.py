@@ -1,0 +1,222 @@
+"""Database faults: writes refused with a clear 503, readiness down, nothing half-written.
+
+PostgreSQL is reached through a loopback proxy the test cuts (or one that breaks a connection
+mid-transaction), so the shared server itself is never touched; SQLite loses its volume (the
+database's folder disappears, as when a mount is missing). Rows are counted afterwards through
+a connection of the test's own, straight to the database.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from app.infrastructure.database.engine import Database
+from app.infrastructure.database.models import Account, ApiKey, RequestHistory
+from conftest import OPERATOR_KEY, ClientFactory, DatabaseBackend
+from fakes.providers import FakeProvider
+from fakes.tcp_proxy import TcpProxy
+from fakes.tripwire_proxy import TripwireProxy
+from httpx import AsyncClient, Response
+from shared.errors import ErrorResponse
+from shared.health import ReadinessResponse
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+OPERATOR = {"X-API-Key": OPERATOR_KEY}
+QUESTION = {"operation": "summarize", "text": "The dam held through the storm. Roads reopened."}
+WARM_UP = {"operation": "sentiment", "text": "The new library is bright, quiet and well stocked."}
+EMAIL = "grace@example.com"
+
+
+# The conftest's tier fixture, narrowed to one engine: each fault below is specific to it.
+on_postgresql = pytest.mark.parametrize("database_backend", ["postgresql"], indirect=True)
+on_sqlite = pytest.mark.parametrize("database_backend", ["sqlite"], indirect=True)
+
+
+def through(proxy: TcpProxy | TripwireProxy, backend: DatabaseBackend) -> DatabaseBackend:
+    """The same database, reached through `proxy`."""
+    url = make_url(backend.url).set(host="127.0.0.1", port=proxy.port)
+    return DatabaseBackend(f"{backend.name}-proxied", url.render_as_string(hide_password=False))
+
+
+def upstream(backend: DatabaseBackend) -> tuple[str, int]:
+    url = make_url(backend.url)
+    return url.host or "127.0.0.1", url.port or 5432
+
+
+async def register(client: AsyncClient) -> Response:
+    return await client.post("/v1/auth/register", json={"email": EMAIL, "display_name": "Grace"})
+
+
+def error_code(response: Response) -> str:
+    """The code of a response carrying the shared error body (validated, not just read)."""
+    return ErrorResponse.model_validate(response.json()).error.code
+
+
+async def database_status(client: AsyncClient) -> str:
+    response = await client.get("/internal/health", headers=OPERATOR)
+    body = ReadinessResponse.model_validate(response.json())
+    (database,) = (dep for dep in body.dependencies if dep.name == "database")
+    return database.status
+
+
+async def row_counts(backend: DatabaseBackend) -> dict[str, int]:
+    """Rows per table, and accounts without a key, read straight from the database."""
+    keyless = ~Account.id.in_(select(ApiKey.account_id))
+    queries = {
+        "history": select(func.count()).select_from(RequestHistory),
+        "accounts": select(func.count()).select_from(Account),
+        "keys": select(func.count()).select_from(ApiKey),
+        "keyless_accounts": select(func.count()).select_from(Account).where(keyless),
+    }
+    database = Database(backend.url)
+    try:
+        async with database.session() as session:
+            return {name: await session.scalar(query) or 0 for name, query in queries.items()}
+    finally:
+        await database.dispose()
+
+
+@on_postgresql
+class TestPostgresUnreachable:
+    """Seam: API writes (history, registration) → Database sessions → PostgreSQL, through a
+    proxy the test cuts and restores."""
+
+    @pytest.mark.covers("FAULT-04")
+    async def test_database_cut_writes_get_503_readiness_down_then_clean_recovery(
+        self,
+        make_client: ClientFactory,
+        database_backend: DatabaseBackend,
+        provider: FakeProvider,
+    ):
+        """Losing the database refuses writes with a clear 503; its return needs no restart.
+
+        Integration scope: text processing (history row) and registration (account and key)
+        → sessions over a pooled asyncpg connection the cut kills → error mapping; readiness.
+        Business impact: callers and load balancers see an honest, retryable "database
+        unavailable" rather than a 500, and no retry meets a half-registered account.
+        Test strategy: one request to fill the pool; cut the proxy; process a new text,
+        register, probe readiness; restore; register the same email and process the same text.
+        Success criteria: both writes 503 `database_unavailable` in the shared error body;
+        database `down`; after restore 201 for the same email (nothing of it was committed)
+        and the text answered from the cache without a second provider call (the answer was
+        kept, only its history row was lost); one history row per 200, one account, one key.
+        """
+        async with TcpProxy(*upstream(database_backend)) as proxy:
+            client = await make_client(
+                database=through(proxy, database_backend), model=provider.model
+            )
+            warm = await client.post("/v1/text/process", json=WARM_UP)
+
+            await proxy.cut()
+            processed = await client.post("/v1/text/process", json=QUESTION)
+            registered = await register(client)
+            status_during = await database_status(client)
+            await proxy.restore()
+            registered_again = await register(client)
+            processed_again = await client.post("/v1/text/process", json=QUESTION)
+
+        assert warm.status_code == 200
+        assert (processed.status_code, error_code(processed)) == (503, "database_unavailable")
+        assert (registered.status_code, error_code(registered)) == (503, "database_unavailable")
+        assert status_during == "down"
+        assert registered_again.status_code == 201
+        assert processed_again.json()["cached"] is True
+        assert provider.calls == 2
+        assert await row_counts(database_backend) == {
+            "history": 2,
+            "accounts": 1,
+            "keys": 1,
+            "keyless_accounts": 0,
+        }
+
+    @pytest.mark.covers("FAULT-04")
+    async def test_connection_lost_mid_registration_leaves_no_account(
+        self, make_client: ClientFactory, database_backend: DatabaseBackend
+    ):
+        """A registration cut between its two inserts is rolled back whole.
+
+        Integration scope: registration's transaction (account insert, then key insert) →
+        asyncpg → PostgreSQL, through a proxy that resets the connection as the key insert
+        is sent.
+        Business impact: an account without a key could never be used nor registered again
+        (its email is taken); a customer must be able to simply retry.
+        Test strategy: register once through the tripwire, then again with the same email.
+        Success criteria: the first is 503 `database_unavailable`; the retry is 201; the
+        database holds one account and one key, and no account without a key.
+        """
+        async with TripwireProxy(
+            *upstream(database_backend), marker=b"INSERT INTO api_keys"
+        ) as proxy:
+            client = await make_client(database=through(proxy, database_backend))
+            lost = await register(client)
+            retried = await register(client)
+
+        assert proxy.tripped
+        assert (lost.status_code, error_code(lost)) == (503, "database_unavailable")
+        assert retried.status_code == 201
+        assert await row_counts(database_backend) == {
+            "history": 0,
+            "accounts": 1,
+            "keys": 1,
+            "keyless_accounts": 0,
+        }
+
+
+@contextmanager
+def missing(folder: Path) -> Iterator[None]:
+    """`folder` is gone (moved aside) inside the block, as with an unmounted volume."""
+    aside = folder.with_name(folder.name + "-unmounted")
+    folder.rename(aside)
+    try:
+        yield
+    finally:
+        aside.rename(folder)
+
+
+@on_sqlite
+class TestSqliteVolumeMissing:
+    """Seam: API writes → Database sessions → a SQLite file whose folder has disappeared."""
+
+    @pytest.mark.covers("FAULT-04")
+    async def test_database_folder_gone_writes_get_503_until_it_returns(
+        self,
+        make_client: ClientFactory,
+        database_backend: DatabaseBackend,
+        provider: FakeProvider,
+    ):
+        """A SQLite database that cannot be opened is an outage, reported as one.
+
+        Integration scope: text processing and registration → SQLite connections that cannot
+        open the file → error mapping; readiness; the same app once the folder is back.
+        Business impact: a missing volume shows as a 503 and a `down` probe an operator can
+        act on, not as 500s; the app recovers when the volume returns, with no restart.
+        Test strategy: start the app; move the database's folder away before its first
+        query (an open connection would keep the moved file); process, register, probe;
+        move the folder back; repeat both writes.
+        Success criteria: 503 `database_unavailable` for both writes and database `down`;
+        afterwards 201 and a cached 200; one history row, one account with its key.
+        """
+        volume = Path(make_url(database_backend.url).database or "").parent
+        client = await make_client(database=database_backend, model=provider.model)
+
+        with missing(volume):
+            processed = await client.post("/v1/text/process", json=QUESTION)
+            registered = await register(client)
+            status_during = await database_status(client)
+        registered_again = await register(client)
+        processed_again = await client.post("/v1/text/process", json=QUESTION)
+
+        assert (processed.status_code, error_code(processed)) == (503, "database_unavailable")
+        assert (registered.status_code, error_code(registered)) == (503, "database_unavailable")
+        assert status_during == "down"
+        assert registered_again.status_code == 201
+        assert processed_again.json()["cached"] is True
+        assert provider.calls == 1
+        assert await row_counts(database_backend) == {
+            "history": 1,
+            "accounts": 1,
+            "keys": 1,
+            "keyless_accounts": 0,
+        }

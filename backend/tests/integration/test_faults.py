@@ -1,0 +1,326 @@
+"""Faults under load: a Redis server killed and restarted, a provider failing for everyone.
+
+The Redis here is a private `redis-server` process the test starts, kills (SIGKILL, as an OOM
+killer or a crashed host would) and starts again on the same port, so the app's own client and
+connection pool live through a real crash. The provider fails at the pydantic-ai boundary.
+"""
+
+import asyncio
+import random
+import shutil
+import socket
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from app.infrastructure.database.engine import Database
+from app.infrastructure.database.models import RequestHistory
+from conftest import OPERATOR_KEY, ClientFactory, DatabaseBackend, RedisBackend
+from fakes.clock import FakeClock
+from fakes.providers import FakeProvider, server_error
+from fakes.services import RedisServerProcess, unavailable
+from httpx import AsyncClient, Response
+from redis.asyncio import Redis
+from sqlalchemy import func, select
+
+OPERATOR = {"X-API-Key": OPERATOR_KEY}
+# Public keys get the `pro` tier: high enough that no request of a load is rate limited.
+UNLIMITED = {"rate_limit_tiers": {"free": 60, "pro": 100_000}}
+CONCURRENCY = 20
+# The cache tries Redis again `redis_retry_seconds` (1 s) after a failure; the issue promises 2 s.
+BACK_ON_REDIS_WITHIN = 2.0
+CACHE_PREFIX = "llm:cache:"
+LIMIT_PREFIX = "llm:ratelimit:"
+# The provider error storm: breaker settings, and requests in the storm.
+THRESHOLD = 5
+MAX_ATTEMPTS = 3
+RECOVERY = 30.0
+STORM_SIZE = 100
+
+OnResponse = Callable[[int, Response], None]
+
+
+def port_no_one_else_gets() -> int:
+    """A free port below the OS's ephemeral range (32768 and up by default), which it never
+    hands out by itself: no other process can take it while the test holds Redis down."""
+    for port in random.sample(range(20_000, 32_768), 100):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port between 20000 and 32767")
+
+
+@pytest.fixture
+def redis_process() -> Iterator[RedisServerProcess]:
+    """A private redis-server for this test alone, which the test may kill and start again."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("no `redis-server` on PATH: the fault tests start and kill their own Redis")
+    assert binary is not None
+    server = RedisServerProcess(binary, port_no_one_else_gets())
+    server.start()
+    yield server
+    server.close()
+
+
+def mixed_body(index: int) -> dict[str, Any]:
+    """Half a load repeats ten texts (cache hits, shared flights); the other half is all new."""
+    if index % 2:
+        text = f"Dispatch {index}: the ferry left on time and the harbour stayed calm."
+    else:
+        text = f"Bulletin {index // 2 % 10}: rain is expected over the hills."
+    return {"operation": "summarize", "text": text}
+
+
+def distinct_body(index: int) -> dict[str, Any]:
+    """A new text each time: identical concurrent requests would share one provider call."""
+    return {"operation": "summarize", "text": f"Notice {index}: the bridge reopened at noon."}
+
+
+async def bounded_load(
+    client: AsyncClient,
+    bodies: list[dict[str, Any]],
+    on_response: OnResponse = lambda _landed, _response: None,
+) -> list[Response]:
+    """Every body posted, CONCURRENCY at a time; `on_response(n, r)` runs as the n-th lands."""
+    slots = asyncio.Semaphore(CONCURRENCY)
+    landed = 0
+
+    async def post(body: dict[str, Any]) -> Response:
+        nonlocal landed
+        async with slots:
+            response = await client.post("/v1/text/process", json=body)
+        landed += 1
+        on_response(landed, response)
+        return response
+
+    return await asyncio.gather(*(post(body) for body in bodies))
+
+
+def kill_at(redis_process: RedisServerProcess, landed_count: int) -> OnResponse:
+    def kill(landed: int, _response: Response) -> None:
+        if landed == landed_count:
+            redis_process.stop()
+
+    return kill
+
+
+async def restart(redis_process: RedisServerProcess) -> None:
+    """Start Redis again on its port while the app's event loop keeps running, as it does in
+    production: the loop must see the old connections closed by the server."""
+    await asyncio.to_thread(redis_process.start)
+
+
+async def history_rows(database_url: str) -> int:
+    database = Database(database_url)
+    try:
+        async with database.session() as session:
+            return await session.scalar(select(func.count()).select_from(RequestHistory)) or 0
+    finally:
+        await database.dispose()
+
+
+async def cache_backend(client: AsyncClient) -> str:
+    stats = await client.get("/internal/cache/stats", headers=OPERATOR)
+    backend: str = stats.json()["backend"]
+    return backend
+
+
+async def breaker_state(client: AsyncClient) -> str:
+    response = await client.get("/internal/resilience/breakers", headers=OPERATOR)
+    (breaker,) = response.json()["breakers"]
+    state: str = breaker["state"]
+    return state
+
+
+async def in_redis(redis: RedisBackend) -> tuple[int, list[int]]:
+    """Seen by a client of the test's own: the cache entries (the stats hash left out) and the
+    requests counted in each rate-limit window."""
+    inspector: Redis = redis.client()
+    try:
+        entries = {key async for key in inspector.scan_iter(match=f"{CACHE_PREFIX}*")}
+        entries.discard(f"{CACHE_PREFIX}__stats__".encode())
+        windows = [key async for key in inspector.scan_iter(match=f"{LIMIT_PREFIX}*")]
+        return len(entries), [await inspector.llen(window) for window in windows]
+    finally:
+        await inspector.aclose()
+
+
+class TestRedisKilledUnderLoad:
+    """Seam: API under concurrent load → rate limiter, cache, breaker store → a Redis process
+    killed mid-load → history rows in the database."""
+
+    @pytest.mark.covers("FAULT-01")
+    async def test_redis_killed_mid_load_no_5xx_and_history_row_per_request(
+        self,
+        make_client: ClientFactory,
+        redis_process: RedisServerProcess,
+        database_backend: DatabaseBackend,
+        provider: FakeProvider,
+    ):
+        """A Redis crash in the middle of traffic costs no request and no history row.
+
+        Integration scope: 500 requests at concurrency 20 → rate limiter, response cache and
+        breaker store on one Redis client (each with its memory fallback) → history rows in
+        SQLite and PostgreSQL.
+        Business impact: Redis is an optimisation; its crash under load must not turn into
+        errors for callers or holes in the audit trail.
+        Test strategy: kill the Redis process as the 166th response lands, let the rest of the
+        load run against the dead server, then count history rows with the test's own
+        connection.
+        Success criteria: 500 responses, every one 200; 500 history rows; the cache reports
+        its memory fallback, so the kill did reach the app mid-load.
+        """
+        client = await make_client(
+            database=database_backend,
+            redis=RedisBackend("redis-process", url=redis_process.url),
+            model=provider.model,
+            **UNLIMITED,
+        )
+        bodies = [mixed_body(index) for index in range(500)]
+
+        responses = await bounded_load(client, bodies, kill_at(redis_process, 500 // 3))
+
+        assert Counter(response.status_code for response in responses) == {200: 500}
+        assert await history_rows(database_backend.url) == 500
+        assert await cache_backend(client) == "memory-fallback"
+
+
+class TestRedisRestarted:
+    """Seam: redis-py's connection pool → a Redis restarted on the same port → the cache's and
+    the rate limiter's way back from their memory fallback."""
+
+    @pytest.mark.covers("FAULT-02")
+    async def test_redis_restarted_after_outage_cache_used_again_within_two_seconds(
+        self,
+        make_client: ClientFactory,
+        redis_process: RedisServerProcess,
+        provider: FakeProvider,
+        clock: FakeClock,
+    ):
+        """Two seconds after Redis comes back, answers are shared through it again, with no
+        app restart.
+
+        Integration scope: a load that saw the outage → the cache's and rate limiter's retry
+        windows on the fake clock → the restarted, empty Redis → a second worker.
+        Business impact: workers go back to sharing answers (one provider call per question)
+        and rate limits on their own, instead of each paying until someone restarts them.
+        Test strategy: a load of 60 that kills Redis at the 20th response; restart it; move
+        the clock by 2 s; send 20 new questions at once; look into Redis with a client of the
+        test's own; ask one of them of a second worker.
+        Success criteria: all 20 answers are in Redis and the shared rate-limit window counts
+        20; stats say `redis`; the second worker, its memory empty, answers from the cache
+        with no provider call.
+        """
+        redis = RedisBackend("redis-process", url=redis_process.url)
+        client = await make_client(redis=redis, model=provider.model, **UNLIMITED)
+        await bounded_load(
+            client, [mixed_body(index) for index in range(60)], kill_at(redis_process, 20)
+        )
+
+        await restart(redis_process)
+        clock.advance(BACK_ON_REDIS_WITHIN)
+        questions = [distinct_body(index) for index in range(CONCURRENCY)]
+        await bounded_load(client, questions)
+        stored = await in_redis(redis)
+        calls_before = provider.calls
+        second_worker = await make_client(redis=redis, model=provider.model, **UNLIMITED)
+        from_second = await second_worker.post("/v1/text/process", json=questions[0])
+
+        assert stored == (CONCURRENCY, [CONCURRENCY])
+        assert await cache_backend(client) == "redis"
+        assert from_second.json()["cached"] is True
+        assert provider.calls == calls_before
+
+    @pytest.mark.covers("FAULT-02")
+    async def test_redis_restarted_while_idle_pooled_connections_reconnect(
+        self, make_client: ClientFactory, redis_process: RedisServerProcess
+    ):
+        """A restart the app never noticed leaves its pooled connections closed by the server;
+        each reconnects on its next use instead of failing a command.
+
+        Integration scope: redis-py's pool (a load's worth of idle connections) → a Redis
+        killed and restarted on the same port with no request in between → the next burst's
+        rate limiter, cache and breaker store.
+        Business impact: a routine restart (deploy, failover, OOM kill) must not put the
+        workers on memory-only caching and per-worker rate limits at their next burst.
+        Test strategy: fill the pool with a load of 40; kill and restart Redis; send 20 new
+        questions at once; look into Redis with a client of the test's own.
+        Success criteria: every answer of the burst is in Redis, the shared rate-limit window
+        counts all 20 requests, stats say `redis`.
+        """
+        redis = RedisBackend("redis-process", url=redis_process.url)
+        client = await make_client(redis=redis, **UNLIMITED)
+        await bounded_load(client, [mixed_body(index) for index in range(2 * CONCURRENCY)])
+
+        redis_process.stop()
+        await restart(redis_process)
+        burst = await bounded_load(client, [distinct_body(index) for index in range(CONCURRENCY)])
+
+        assert [response.status_code for response in burst] == [200] * CONCURRENCY
+        assert await in_redis(redis) == (CONCURRENCY, [CONCURRENCY])
+        assert await cache_backend(client) == "redis"
+
+
+class TestProviderErrorStorm:
+    """Seam: concurrent API requests → retries inside the circuit breaker (state in each Redis
+    tier) → a provider answering 500 to everything."""
+
+    @pytest.mark.covers("FAULT-03")
+    async def test_error_storm_opens_breaker_and_provider_calls_stop(
+        self,
+        make_client: ClientFactory,
+        redis_backend: RedisBackend,
+        provider: FakeProvider,
+        clock: FakeClock,
+    ):
+        """A provider failing for everyone is shielded from the traffic, then probed back.
+
+        Integration scope: 100 requests at concurrency 20 → retry policy (3 attempts, fake
+        sleep) → breaker (threshold 5) in fakeredis, a real server and a container → 502/503
+        mapping; then recovery on the fake clock.
+        Business impact: an outage must not multiply into a retry storm that costs money and
+        delays the provider's recovery, and the service must heal without an operator.
+        Test strategy: the provider raises HTTP 500 on every call; count its calls when the
+        first `circuit_open` lands and after the storm; then let it succeed, pass the
+        recovery time and send one request.
+        Success criteria: no 500, only 502 (admitted, retried 3 times) and 503 (refused, no
+        call); the breaker is open; at most 5 + 19 requests were admitted (the threshold and
+        those already in flight), so once it is open the count grows by at most 19 requests'
+        3 attempts; the recovery request answers 200 and closes the breaker.
+        """
+        provider.fail(server_error(500))
+        client = await make_client(
+            redis=redis_backend,
+            model=provider.model,
+            breaker_failure_threshold=THRESHOLD,
+            breaker_recovery_seconds=RECOVERY,
+            ai_max_attempts=MAX_ATTEMPTS,
+            **UNLIMITED,
+        )
+        calls_when_open: list[int] = []
+
+        def note_first_refusal(_landed: int, response: Response) -> None:
+            if response.status_code == 503 and not calls_when_open:
+                calls_when_open.append(provider.calls)
+
+        storm = [distinct_body(index) for index in range(STORM_SIZE)]
+        responses = await bounded_load(client, storm, note_first_refusal)
+        calls_after_storm = provider.calls
+        state_after_storm = await breaker_state(client)
+        provider.succeed()
+        clock.advance(RECOVERY)
+        recovered = await client.post("/v1/text/process", json=distinct_body(STORM_SIZE))
+
+        statuses = Counter(response.status_code for response in responses)
+        assert set(statuses) == {502, 503}
+        assert state_after_storm == "open"
+        assert calls_after_storm == statuses[502] * MAX_ATTEMPTS
+        assert statuses[502] <= THRESHOLD + CONCURRENCY - 1
+        assert calls_after_storm - calls_when_open[0] <= (CONCURRENCY - 1) * MAX_ATTEMPTS
+        assert recovered.status_code == 200
+        assert await breaker_state(client) == "closed"
