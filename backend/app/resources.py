@@ -25,7 +25,6 @@ from app.services.accounts import AccountService
 from app.services.auth import Authenticator
 from app.services.history import HistoryService
 from app.services.text_processor import TextProcessor
-from app.services.usage import UsageService
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +110,6 @@ async def open_resources(
             ttl_seconds=settings.cache_ttl_seconds,
             stale_grace_seconds=settings.cache_stale_grace_seconds,
             batch_concurrency=settings.batch_concurrency,
-            usage=UsageService(database),
         )
         accounts = AccountService(database, settings)
         if settings.uses_dev_keys:

@@ -4,7 +4,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict, JsonValue
 
 from shared.errors import ErrorDetail
 
@@ -35,6 +36,15 @@ class TextOptions(BaseModel):
         default=None, ge=1, le=10, description="questions: questions to generate (default 3)."
     )
 
+    @field_validator("max_sentences", "max_points", "max_questions", mode="before")
+    @classmethod
+    def _json_integer(cls, value: Any) -> Any:
+        """JSON Schema's integer: 3 and 3.0 pass; `true` and "3", which pydantic would
+        otherwise read as 1 and 3, are refused as the document says."""
+        if isinstance(value, bool | str):
+            raise ValueError("must be an integer")
+        return value
+
 
 OPTIONS_BY_OPERATION: dict[Operation, frozenset[str]] = {
     Operation.SUMMARIZE: frozenset({"max_sentences"}),
@@ -44,11 +54,42 @@ OPTIONS_BY_OPERATION: dict[Operation, frozenset[str]] = {
     Operation.QA: frozenset(),
 }
 
-NonBlankText = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_LENGTH)]
+# For the OpenAPI document: at least one character that is neither whitespace nor a control
+# character. Enforced by `_check_operation_fields` and, for control characters, by the
+# server, which removes them before processing.
+_HAS_CONTENT = r"[^\s\x00-\x1f\x7f-\x9f]"
+NonBlankText = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_TEXT_LENGTH, json_schema_extra={"pattern": _HAS_CONTENT}),
+]
+
+
+def _operation_rules() -> list[JsonValue]:
+    """`_check_operation_fields` in JSON Schema, so the OpenAPI document states the rules too.
+
+    Per operation: the options of other operations are refused, and `question` is required
+    (and not blank) for `qa`, absent or null otherwise. The contract fuzzer checks that the
+    document and the validator agree.
+    """
+    every_option = frozenset().union(*OPTIONS_BY_OPERATION.values())
+    rules: list[JsonValue] = []
+    for operation, allowed in OPTIONS_BY_OPERATION.items():
+        properties: JsonDict = {}
+        if foreign := sorted(every_option - allowed):
+            properties["options"] = {"not": {"anyOf": [{"required": [o]} for o in foreign]}}
+        then: JsonDict = {"properties": properties}
+        if operation is Operation.QA:
+            properties["question"] = {"type": "string", "pattern": r"\S"}
+            then["required"] = ["question"]
+        else:
+            properties["question"] = {"type": "null"}
+        when: JsonDict = {"properties": {"operation": {"const": operation.value}}}
+        rules.append({"if": when, "then": then})
+    return rules
 
 
 class TextProcessRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": _operation_rules()})
 
     operation: Operation
     text: NonBlankText = Field(

@@ -5,10 +5,12 @@ from dataclasses import dataclass
 
 from shared.text import HistoryPage, HistoryRecord, Operation
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.infrastructure.database.engine import Database
 from app.infrastructure.database.group_commit import GroupCommitter
 from app.infrastructure.database.models import RequestHistory
+from app.services.usage import usage_update
 
 
 @dataclass(frozen=True)
@@ -29,20 +31,31 @@ class HistoryService:
         self._writer = GroupCommitter(database)
 
     async def record(self, entry: HistoryEntry) -> None:
-        """Returns once the row is committed (together with concurrent requests' rows)."""
-        await self._writer.add(
-            RequestHistory(
-                api_key_id=entry.api_key_id,
-                operation=entry.operation.value,
-                text_length=len(entry.text),
-                text_sha256=hashlib.sha256(entry.text.encode()).hexdigest(),
-                model=entry.model,
-                cached=entry.cached,
-                degraded=entry.degraded,
-                latency_ms=round(entry.latency_ms, 3),
-                outcome=entry.outcome,
-            )
+        """The request's history row and its key's usage, committed together (and together
+        with concurrent requests' writes); returns once they are."""
+        row = RequestHistory(
+            api_key_id=entry.api_key_id,
+            operation=entry.operation.value,
+            text_length=len(entry.text),
+            text_sha256=hashlib.sha256(entry.text.encode()).hexdigest(),
+            model=entry.model,
+            cached=entry.cached,
+            degraded=entry.degraded,
+            latency_ms=round(entry.latency_ms, 3),
+            outcome=entry.outcome,
         )
+        counters = usage_update(
+            entry.api_key_id,
+            cached=entry.cached,
+            provider_call=entry.outcome == "ok" and not entry.cached,
+        )
+
+        async def write(session: AsyncSession) -> None:
+            session.add(row)
+            if counters is not None:
+                await session.execute(counters)
+
+        await self._writer.run(write)
 
     async def close(self) -> None:
         await self._writer.close()

@@ -29,7 +29,6 @@ from app.infrastructure.ai.resilient import ResilientProvider
 from app.infrastructure.cache import ResponseCache
 from app.infrastructure.single_flight import SingleFlight
 from app.services.history import HistoryEntry, HistoryService
-from app.services.usage import UsageService
 
 DEFAULT_TTL_SECONDS: dict[Operation, int] = {
     Operation.SUMMARIZE: 24 * 3600,
@@ -74,7 +73,6 @@ class TextProcessor:
         ttl_seconds: dict[Operation, int],
         stale_grace_seconds: float,
         batch_concurrency: int,
-        usage: UsageService | None = None,
     ) -> None:
         self._provider = provider
         self._cache = cache
@@ -83,7 +81,6 @@ class TextProcessor:
         self._grace = stale_grace_seconds
         self._batch_concurrency = batch_concurrency
         self._flights: SingleFlight[Answer] = SingleFlight()
-        self._usage = usage
 
     async def process(
         self, request: TextProcessRequest, caller: str, *, read_cache: bool = True
@@ -92,8 +89,9 @@ class TextProcessor:
         text = clean_text(request.text)
         if not text.strip():
             raise ValidationError("text has no content once control characters are removed")
+        question = clean_text(request.question) if request.question is not None else None
         provider_request = ProviderRequest(
-            request.operation, text, options_dict(request.options), request.question
+            request.operation, text, options_dict(request.options), question
         )
         cached = degraded = False
         outcome = "ok"
@@ -116,9 +114,6 @@ class TextProcessor:
                     outcome=outcome,
                 )
             )
-            if self._usage is not None:
-                provider_call = outcome == "ok" and not cached
-                await self._usage.record(caller, cached=cached, provider_call=provider_call)
         return TextProcessResponse(
             operation=request.operation,
             result=value["result"],

@@ -27,13 +27,15 @@ class FakeProvider:
     """A model whose behaviour the test sets: `succeed()`, `fail(exc)`, `hang()`.
 
     Answers are the local engine's, so they are real results of the right type.
-    `calls` counts requests that reached the provider; `documents` holds what they carried.
+    `calls` counts requests that reached the provider; `documents` holds what they carried and
+    `instructions` the instructions (system prompt) each came with.
     """
 
     def __init__(self, name: str = "fake-model") -> None:
         self.name = name
         self.calls = 0
         self.documents: list[dict[str, Any]] = []
+        self.instructions: list[str | None] = []
         self._failure: BaseException | None = None
         self._hang = False
         self._output_override: dict[str, Any] | None = None
@@ -57,6 +59,7 @@ class FakeProvider:
         self.calls += 1
         document = user_document(messages)
         self.documents.append(document)
+        self.instructions.append(info.instructions)
         if self._hang:
             await self.release.wait()
         if self._failure is not None:
