@@ -2,9 +2,10 @@
 
 A pytest plugin (`-p seam_matrix`). A test that names paths (`@pytest.mark.covers(...)` or a
 `Covers: ID, ID` docstring line) adds its outcome to one cell per path and per tier it ran on:
-its `redis_backend` and `database_backend` parameters, or `default` (in-memory cache, SQLite file)
-when it picks neither. Whenever such a test ran, the matrix is printed at the end of the run and
-written to reports/seam-matrix.md and reports/seam-matrix.json (git-ignored).
+its `redis_backend` and `database_backend` parameters and the tiers it declares with
+`@pytest.mark.tiers(...)`, or `default` (in-memory cache, SQLite file) when it has none.
+Whenever such a test ran, the matrix is printed at the end of the run and written to
+reports/seam-matrix.md and reports/seam-matrix.json (git-ignored).
 
 Cells: `✓ 3` all passed; `✗ 1/3` one of three failed or errored (a missing service under
 REQUIRE_REAL_SERVICES=1 is a setup error, hence a failure); `skip: <reason>` when every test
@@ -167,8 +168,15 @@ def covered_paths(item: pytest.Item) -> list[str]:
 
 
 def tiers_of(item: pytest.Item) -> list[str]:
+    """The tier fixtures' parameters, plus tiers a test declares with `@pytest.mark.tiers(...)`
+    when it reaches a real service another way (a redis-server it starts itself, say)."""
     params = getattr(getattr(item, "callspec", None), "params", {})
-    return [str(params[name]) for name in TIER_FIXTURES if name in params] or ["default"]
+    tiers = {str(params[name]) for name in TIER_FIXTURES if name in params}
+    for marker in item.iter_markers("tiers"):
+        tiers.update(str(tier) for tier in marker.args)
+    return sorted(tiers, key=lambda t: COLUMNS.index(t) if t in COLUMNS else len(COLUMNS)) or [
+        "default"
+    ]
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

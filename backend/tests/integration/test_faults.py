@@ -150,6 +150,7 @@ async def in_redis(redis: RedisBackend) -> tuple[int, list[int]]:
         await inspector.aclose()
 
 
+@pytest.mark.tiers("redis-server")
 class TestRedisKilledUnderLoad:
     """Seam: API under concurrent load → rate limiter, cache, breaker store → a Redis process
     killed mid-load → history rows in the database."""
@@ -190,6 +191,7 @@ class TestRedisKilledUnderLoad:
         assert await cache_backend(client) == "memory-fallback"
 
 
+@pytest.mark.tiers("redis-server")
 class TestRedisRestarted:
     """Seam: redis-py's connection pool → a Redis restarted on the same port → the cache's and
     the rate limiter's way back from their memory fallback."""
