@@ -88,7 +88,7 @@ class Settings(BaseSettings):
         ge=0,
         description="How long past expiry a stale answer may serve a degraded response.",
     )
-    cache_lru_size: int = Field(1024, ge=0, description="Entries in the in-process LRU.")
+    cache_lru_size: int = Field(1024, ge=1, description="Entries in the in-process LRU.")
     breaker_failure_threshold: int = Field(5, ge=1, description="Failures that open the breaker.")
     breaker_window_seconds: float = Field(60.0, gt=0, description="Window failures are counted in.")
     breaker_recovery_seconds: float = Field(30.0, gt=0, description="Open time before a trial.")

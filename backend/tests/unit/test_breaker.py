@@ -245,6 +245,7 @@ class TestOpenCircuit:
 
         assert dependency.calls == THRESHOLD
         assert caught.value.retry_after_seconds == RECOVERY - 10
+        assert caught.value.details == {"breaker": "provider"}
 
     async def test_call_just_before_recovery_is_still_rejected(
         self, make_breaker, clock, dependency
@@ -253,10 +254,11 @@ class TestOpenCircuit:
         await open_circuit(breaker, dependency)
         clock.advance(RECOVERY - 0.5)
 
-        with pytest.raises(CircuitOpenError):
+        with pytest.raises(CircuitOpenError) as caught:
             await breaker.call(dependency.succeed)
 
         assert dependency.calls == THRESHOLD
+        assert caught.value.retry_after_seconds == 0.5
 
 
 class TestHalfOpenCircuit:
@@ -302,6 +304,20 @@ class TestHalfOpenCircuit:
         release_second.set()
         assert [await first, await second] == ["slow answer", "slow answer"]
 
+    async def test_free_trial_slot_next_trial_is_due_now(
+        self, make_breaker, clock, dependency, blocked
+    ):
+        breaker = make_breaker(half_open_max_calls=2)
+        await open_circuit(breaker, dependency)
+        clock.advance(RECOVERY + 5)
+        await blocked.start(breaker)  # one of the two trial slots taken
+
+        snapshot = await breaker.snapshot()
+
+        assert snapshot.state is HALF_OPEN
+        assert snapshot.next_trial_at is not None
+        assert snapshot.next_trial_at <= clock.now
+
     async def test_trial_success_closes_circuit(self, make_breaker, clock, dependency):
         breaker = make_breaker()
         await open_circuit(breaker, dependency)
@@ -335,6 +351,38 @@ class TestHalfOpenCircuit:
 
         assert await breaker.call(dependency.succeed) == "answer"
 
+    async def test_cancelled_trial_frees_only_its_own_slot(
+        self, make_breaker, clock, dependency, blocked
+    ):
+        breaker = make_breaker(half_open_max_calls=2)
+        await open_circuit(breaker, dependency)
+        clock.advance(RECOVERY)
+        cancelled, _ = await blocked.start(breaker)
+        await blocked.start(breaker)
+
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        await blocked.start(breaker)  # takes the freed slot
+
+        with pytest.raises(CircuitOpenError):
+            await breaker.call(dependency.succeed)
+
+    async def test_late_result_of_a_call_admitted_while_closed_does_not_decide(
+        self, make_breaker, clock, dependency, blocked
+    ):
+        breaker = make_breaker()
+        early, release_early = await blocked.start(breaker)
+        await open_circuit(breaker, dependency)
+        clock.advance(RECOVERY)
+        await blocked.start(breaker)  # the trial, still in flight
+
+        release_early.set()
+        answer = await early
+
+        assert answer == "slow answer"
+        assert (await breaker.snapshot()).state is HALF_OPEN  # only the trial decides
+
     async def test_trial_of_a_dead_worker_expires_after_recovery(
         self, make_breaker, store, clock, dependency
     ):
@@ -361,6 +409,13 @@ class TestReset:
 
         assert await breaker.snapshot() == BreakerSnapshot("provider", CLOSED, 0, None, None)
         assert await breaker.call(dependency.succeed) == "answer"
+
+    async def test_reset_of_a_breaker_that_never_ran_leaves_it_closed(self, make_breaker):
+        breaker = make_breaker()
+
+        await breaker.reset()
+
+        assert await breaker.snapshot() == BreakerSnapshot("provider", CLOSED, 0, None, None)
 
 
 class TestSnapshot:
@@ -492,6 +547,13 @@ class TestSharedState:
             "ProviderError",
         ]
 
+    async def test_state_is_a_redis_hash_named_after_the_breaker(self, connect, clock, dependency):
+        breaker = new_breaker(RedisBreakerStore(connect()), clock)
+
+        await open_circuit(breaker, dependency)
+
+        assert await connect().hget("llm:breaker:provider", "state") == b"open"
+
 
 class TestRedisOutage:
     async def test_unreachable_redis_falls_back_to_per_process_state(
@@ -519,6 +581,58 @@ class TestRedisOutage:
 
         assert await breaker.call(dependency.succeed) == "answer"  # Redis never saw the failures
 
+    async def test_outage_trial_success_closes_the_per_process_circuit(self, clock, dependency):
+        server = fakeredis.FakeServer()
+        server.connected = False
+        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        await open_circuit(breaker, dependency)
+        opened = (await breaker.snapshot()).state
+        clock.advance(RECOVERY)
+
+        await breaker.call(dependency.succeed)
+
+        assert (opened, (await breaker.snapshot()).state) == (OPEN, CLOSED)
+
+    async def test_operator_reset_during_outage_closes_the_per_process_circuit(
+        self, clock, dependency
+    ):
+        server = fakeredis.FakeServer()
+        server.connected = False
+        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        await open_circuit(breaker, dependency)
+
+        await breaker.reset()
+
+        assert await breaker.call(dependency.succeed) == "answer"
+
+    async def test_second_outage_warns_again_and_protects_again(self, clock, dependency, caplog):
+        server = fakeredis.FakeServer()
+        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        server.connected = False
+        await open_circuit(breaker, dependency)
+        server.connected = True
+        await breaker.call(dependency.succeed)  # back on the shared state
+
+        server.connected = False
+        await open_circuit(breaker, dependency)
+
+        with pytest.raises(CircuitOpenError):
+            await breaker.call(dependency.succeed)
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 2  # one per outage
+
+    async def test_redis_lost_during_a_call_the_call_still_returns(
+        self, clock, dependency, blocked
+    ):
+        server = fakeredis.FakeServer()
+        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        call, release = await blocked.start(breaker)
+
+        server.connected = False
+        release.set()
+
+        assert await call == "slow answer"
+
 
 class TestSettings:
     @pytest.mark.parametrize(
@@ -533,3 +647,8 @@ class TestSettings:
     def test_nonsensical_setting_raises_value_error(self, clock, option):
         with pytest.raises(ValueError, match="must be"):
             new_breaker(MemoryBreakerStore(), clock, **option)
+
+    def test_sub_second_recovery_and_window_accepted(self, clock):
+        breaker = new_breaker(MemoryBreakerStore(), clock, recovery_seconds=0.5, window_seconds=0.5)
+
+        assert (breaker.policy.recovery_seconds, breaker.policy.window_seconds) == (0.5, 0.5)

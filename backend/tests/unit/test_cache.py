@@ -4,16 +4,19 @@ outages (only fakeredis can be switched off and on again), and without Redis.
 Time is a FakeClock: the cache judges freshness by its clock, so nothing here sleeps.
 """
 
+import asyncio
 import json
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fakeredis
 import pytest
-from app.core.exceptions import CacheUnavailableError
+from app.core.config import load_settings
+from app.core.exceptions import CacheUnavailableError, ConfigurationError
 from app.infrastructure.cache import ResponseCache
 from app.infrastructure.metrics import Metrics
 from app.infrastructure.redis_client import create_redis, ping
@@ -90,6 +93,26 @@ def _cache_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]
     return [r for r in caplog.records if r.name == CACHE_LOGGER and r.levelno == logging.WARNING]
 
 
+class TestOptions:
+    def test_lru_size_below_one_raises_value_error(self) -> None:
+        with pytest.raises(ValueError, match="lru_size must be at least 1: the LRU is also"):
+            ResponseCache(None, lru_size=0)
+
+    def test_empty_key_prefix_raises_value_error(self) -> None:
+        with pytest.raises(ValueError, match="key_prefix must not be empty"):
+            ResponseCache(None, key_prefix="")
+
+    def test_settings_with_lru_below_one_name_the_variable(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        monkeypatch.chdir(tmp_path)  # a developer's .env must not leak in
+        monkeypatch.setenv("CACHE_LRU_SIZE", "0")
+
+        # Refused with the variable's name at start-up, not by the cache's ValueError later.
+        with pytest.raises(ConfigurationError, match="CACHE_LRU_SIZE"):
+            load_settings()
+
+
 class TestGetAndSet:
     async def test_unknown_key_then_stored_key_miss_then_hit(
         self, make_cache: CacheFactory
@@ -141,6 +164,22 @@ class TestGetAndSet:
 
         with pytest.raises(ValueError, match="ttl_seconds"):
             await cache.set("summarize:abc", {"x": 1}, ttl_seconds=0)
+
+    async def test_sub_second_ttl_stored(self, make_cache: CacheFactory) -> None:
+        cache = make_cache()
+
+        await cache.set("summarize:abc", {"x": 1}, ttl_seconds=0.5)
+        entry = await cache.get("summarize:abc")
+
+        assert entry is not None
+        assert entry.expires_at - entry.stored_at == 0.5
+
+    async def test_value_with_nan_raises_value_error(self, make_cache: CacheFactory) -> None:
+        cache = make_cache()
+
+        # NaN is not JSON: another reader of Redis would reject the document.
+        with pytest.raises(ValueError, match="JSON"):
+            await cache.set("summarize:abc", {"score": float("nan")}, ttl_seconds=60)
 
     @pytest.mark.parametrize("key", ["abc", ":abc", "summarize:"])
     async def test_key_without_namespace_and_digest_raises_value_error(
@@ -218,6 +257,28 @@ class TestExpiry:
         pttl = await redis_under_test.client.pttl(PREFIX + "summarize:abc")
         assert 359_000 < pttl <= 360_000
 
+    async def test_set_without_stale_grace_redis_ttl_is_the_ttl(
+        self, make_cache: CacheFactory, redis_under_test: RedisUnderTest
+    ) -> None:
+        cache = make_cache()
+
+        await cache.set("summarize:abc", {"summary": "x"}, ttl_seconds=60)
+
+        pttl = await redis_under_test.client.pttl(PREFIX + "summarize:abc")
+        assert 59_000 < pttl <= 60_000
+
+    async def test_entry_past_the_longest_grace_dropped_from_memory(
+        self, make_memory_cache: CacheFactory, clock: FakeClock
+    ) -> None:
+        cache = make_memory_cache(max_stale_seconds=300)
+        await cache.set("summarize:abc", {"summary": "old"}, ttl_seconds=60)
+
+        clock.advance(60 + 300)
+        entry = await cache.get("summarize:abc", allow_stale_seconds=300)
+
+        assert entry is None
+        assert (await cache.stats()).key_count == 0
+
 
 class TestLru:
     async def test_more_keys_than_lru_size_oldest_evicted(
@@ -261,6 +322,33 @@ class TestLru:
 
         assert entry is not None
 
+    async def test_lru_size_one_keeps_the_latest_entry(
+        self, make_memory_cache: CacheFactory
+    ) -> None:
+        cache = make_memory_cache(lru_size=1)
+
+        await cache.set("summarize:a", {"name": "a"}, ttl_seconds=60)
+        await cache.set("summarize:b", {"name": "b"}, ttl_seconds=60)
+
+        assert await cache.get("summarize:a") is None
+        assert await cache.get("summarize:b") is not None
+
+    async def test_set_while_lookup_in_flight_newer_value_kept(
+        self, make_cache: CacheFactory, clock: FakeClock
+    ) -> None:
+        writer, cache = make_cache(), make_cache()
+        await writer.set("summarize:abc", {"summary": "old"}, ttl_seconds=60)
+        lookup = asyncio.create_task(cache.get("summarize:abc"))
+        await asyncio.sleep(0)  # the lookup's GET is now on its way to Redis
+
+        clock.advance(1)
+        await cache.set("summarize:abc", {"summary": "new"}, ttl_seconds=60)
+        await lookup
+        entry = await cache.get("summarize:abc")
+
+        assert entry is not None
+        assert entry.value == {"summary": "new"}
+
 
 class TestSerialisation:
     async def test_set_raw_redis_value_is_json_document(
@@ -278,6 +366,18 @@ class TestSerialisation:
             "expires_at": clock.now + 60,
         }
 
+    async def test_set_raw_redis_value_is_compact_utf8(
+        self, make_cache: CacheFactory, redis_under_test: RedisUnderTest, clock: FakeClock
+    ) -> None:
+        cache = make_cache()
+
+        await cache.set("summarize:abc", {"summary": "é"}, ttl_seconds=60)
+
+        raw = await redis_under_test.client.get(PREFIX + "summarize:abc")
+        stored_at, expires_at = json.dumps(clock.now), json.dumps(clock.now + 60)
+        expected = f'{{"v":{{"summary":"é"}},"stored_at":{stored_at},"expires_at":{expires_at}}}'
+        assert raw == expected.encode()
+
     @pytest.mark.parametrize(
         "raw",
         [
@@ -285,6 +385,11 @@ class TestSerialisation:
             pytest.param(b'{"v": {"a": 1}', id="truncated-json"),
             pytest.param(b'["v", 1]', id="json-not-an-entry"),
             pytest.param(b'{"v": "text", "stored_at": 1, "expires_at": 2}', id="value-not-object"),
+            pytest.param(b'{"v": {"a": 1}, "stored_at": 1}', id="expires-at-missing"),
+            pytest.param(
+                b'{"v": {"a": 1}, "stored_at": true, "expires_at": "9e18"}',
+                id="timestamps-not-numbers",
+            ),
         ],
     )
     async def test_corrupt_value_miss_and_deleted(
@@ -363,6 +468,47 @@ class TestInvalidate:
         assert removed == 1_200
         assert await redis_under_test.client.dbsize() == 0
 
+    async def test_namespace_with_glob_characters_matched_literally(
+        self, make_cache: CacheFactory, redis_under_test: RedisUnderTest
+    ) -> None:
+        cache = make_cache()
+        await cache.set("a?:1", {"k": 1}, ttl_seconds=60)
+        await cache.set("ab:1", {"k": 2}, ttl_seconds=60)
+
+        await cache.invalidate("a?")
+
+        assert await redis_under_test.client.exists(PREFIX + "a?:1") == 0
+        assert await redis_under_test.client.exists(PREFIX + "ab:1") == 1
+
+    async def test_empty_namespace_raises_value_error(self, make_cache: CacheFactory) -> None:
+        cache = make_cache()
+
+        with pytest.raises(ValueError, match="namespace must not be empty; pass None"):
+            await cache.invalidate("")
+
+    @pytest.mark.parametrize("how", ["invalidated", "corrupted"])
+    async def test_entry_gone_from_redis_not_served_from_memory_in_a_later_outage(
+        self, make_fake_cache: CacheFactory, fake_redis: RedisUnderTest, clock: FakeClock, how: str
+    ) -> None:
+        worker_a, worker_b = (
+            make_fake_cache(max_stale_seconds=300),
+            make_fake_cache(max_stale_seconds=300),
+        )
+        await worker_a.set("summarize:a", {"k": 1}, ttl_seconds=60)
+        await worker_b.get("summarize:a")
+        if how == "invalidated":
+            await worker_a.invalidate("summarize")
+        else:
+            await fake_redis.client.set(PREFIX + "summarize:a", b"not json")
+        clock.advance(61)
+        await worker_b.get("summarize:a", allow_stale_seconds=300)  # Redis: gone
+
+        assert fake_redis.fake_server is not None
+        fake_redis.fake_server.connected = False
+        entry = await worker_b.get("summarize:a", allow_stale_seconds=300)
+
+        assert entry is None
+
     async def test_invalidate_all_keeps_shared_stats(self, make_cache: CacheFactory) -> None:
         cache = make_cache()
         await cache.set("summarize:a", {"k": 1}, ttl_seconds=60)
@@ -373,6 +519,20 @@ class TestInvalidate:
         stats = await cache.stats()
 
         assert (stats.hits, stats.misses, stats.key_count) == (1, 1, 0)
+
+    async def test_entries_cached_during_an_outage_counted_as_removed(
+        self, make_fake_cache: CacheFactory, fake_redis: RedisUnderTest, clock: FakeClock
+    ) -> None:
+        cache = make_fake_cache(redis_retry_seconds=1)
+        assert fake_redis.fake_server is not None
+        fake_redis.fake_server.connected = False
+        await cache.set("summarize:a", {"k": 1}, ttl_seconds=60)  # in memory only
+        fake_redis.fake_server.connected = True
+        clock.advance(1)
+
+        removed = await cache.invalidate("summarize")
+
+        assert removed == 1
 
 
 class TestStats:
@@ -434,6 +594,23 @@ class TestStats:
         stats = await observer.stats()
 
         assert stats.hits == 2
+
+    async def test_lru_hits_reach_shared_totals_only_at_the_default_flush_interval(
+        self, make_cache: CacheFactory, clock: FakeClock
+    ) -> None:
+        serving, observer = make_cache(), make_cache()
+        await serving.set("summarize:a", {"k": 1}, ttl_seconds=60)
+        await serving.get("summarize:a")
+        clock.advance(4.9)
+        await serving.get("summarize:a")
+        # An LRU hit costs no Redis round trip: its count waits for the flush interval.
+        before = (await observer.stats()).hits
+
+        clock.advance(0.1)
+        await serving.get("summarize:a")
+        after = (await observer.stats()).hits
+
+        assert (before, after) == (0, 3)
 
     async def test_lookups_with_metrics_counted_by_outcome(self, make_cache: CacheFactory) -> None:
         metrics = Metrics()
@@ -575,6 +752,19 @@ class TestRedisOutage:
 
         assert await cache.get("summarize:a") is None
 
+    async def test_invalidate_with_redis_down_error_names_the_namespace(
+        self, make_fake_cache: CacheFactory, fake_redis: RedisUnderTest
+    ) -> None:
+        cache = make_fake_cache()
+        assert fake_redis.fake_server is not None
+        fake_redis.fake_server.connected = False
+
+        with pytest.raises(CacheUnavailableError) as caught:
+            await cache.invalidate("summarize")
+
+        assert "Redis is unavailable" in caught.value.message
+        assert caught.value.details == {"namespace": "summarize"}
+
     async def test_unreachable_real_client_get_and_set_served_from_memory(
         self, clock: FakeClock
     ) -> None:
@@ -677,3 +867,17 @@ class TestRedisClient:
 
     async def test_ping_reachable_server_true(self, redis_under_test: RedisUnderTest) -> None:
         assert await ping(redis_under_test.client) is True
+
+    async def test_client_decoding_responses_stats_and_invalidate_work(
+        self, clock: FakeClock
+    ) -> None:
+        client = fakeredis.FakeAsyncRedis(decode_responses=True)  # keys come back as str
+        cache = ResponseCache(client, key_prefix=PREFIX, clock=clock)
+        await cache.set("summarize:a", {"k": 1}, ttl_seconds=60)
+        await cache.get("summarize:a")
+
+        stats = await cache.stats()
+        removed = await cache.invalidate()
+        await client.aclose()
+
+        assert (stats.hits, stats.key_count, removed) == (1, 1, 1)

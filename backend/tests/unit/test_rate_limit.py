@@ -6,7 +6,7 @@ import fakeredis
 import pytest
 from app.core.config import load_settings
 from app.core.exceptions import ConfigurationError
-from app.infrastructure.rate_limit import RateLimiter
+from app.infrastructure.rate_limit import RateLimiter, RateLimitResult
 from fakes.clock import FakeClock
 
 
@@ -28,6 +28,7 @@ class TestRateLimiter:
 
         assert [r.allowed for r in results] == [True, True, False]
         assert [r.remaining for r in results] == [1, 0, 0]
+        assert [r.retry_after_seconds is None for r in results] == [True, True, False]
         assert results[-1].retry_after_seconds is not None
         assert 0 < results[-1].retry_after_seconds <= 60
 
@@ -67,6 +68,37 @@ class TestRateLimiter:
 
         assert limiter.backend == "memory"
         assert [r.allowed for r in results] == [True, False]
+
+    async def test_outage_retries_redis_after_the_default_one_second(
+        self, server: fakeredis.FakeServer, clock: FakeClock
+    ):
+        redis = fakeredis.FakeAsyncRedis(server=server)
+        limiter = RateLimiter(redis, clock=clock)
+        before = limiter.backend
+        server.connected = False
+        await limiter.hit("key:1", per_minute=5)
+        server.connected = True
+
+        backends = []
+        for _ in range(2):
+            clock.advance(0.5)
+            await limiter.hit("key:1", per_minute=5)
+            backends.append(limiter.backend)
+        await redis.aclose()
+
+        assert before == "redis"
+        assert backends == ["memory-fallback", "redis"]
+
+    def test_headers_name_the_limit_what_remains_and_the_reset_second(self):
+        result = RateLimitResult(
+            allowed=True, limit=10, remaining=7, reset_at=1_700_000_000.2, retry_after_seconds=None
+        )
+
+        assert result.headers() == {
+            "X-RateLimit-Limit": "10",
+            "X-RateLimit-Remaining": "7",
+            "X-RateLimit-Reset": "1700000001",
+        }
 
 
 class TestRateLimitSettings:
