@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 THRESHOLD = 3
 RECOVERY = 30.0
 WINDOW = 60.0
+REDIS_RETRY = 1.0  # RedisBreakerStore's default retry window
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 
@@ -578,8 +579,23 @@ class TestRedisOutage:
         await open_circuit(breaker, dependency)
 
         server.connected = True
+        clock.advance(REDIS_RETRY)
 
         assert await breaker.call(dependency.succeed) == "answer"  # Redis never saw the failures
+
+    async def test_within_retry_window_redis_is_not_asked(self, clock, dependency):
+        # A silent partition costs a Redis timeout per command: after one failure the store
+        # stays on its per-process state until the retry window ends, even if Redis is back.
+        server = fakeredis.FakeServer()
+        server.connected = False
+        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        await open_circuit(breaker, dependency)
+        server.connected = True
+
+        with pytest.raises(CircuitOpenError):
+            await breaker.call(dependency.succeed)  # still the local, open circuit
+        clock.advance(REDIS_RETRY)
+        assert await breaker.call(dependency.succeed) == "answer"  # now the shared, closed one
 
     async def test_outage_trial_success_closes_the_per_process_circuit(self, clock, dependency):
         server = fakeredis.FakeServer()
@@ -611,6 +627,7 @@ class TestRedisOutage:
         server.connected = False
         await open_circuit(breaker, dependency)
         server.connected = True
+        clock.advance(REDIS_RETRY)
         await breaker.call(dependency.succeed)  # back on the shared state
 
         server.connected = False

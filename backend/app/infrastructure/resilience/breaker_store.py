@@ -140,11 +140,17 @@ class RedisBreakerStore:
     When Redis fails, each operation falls back to a per-process memory store: the breaker keeps
     protecting the provider from this worker while Redis is down, rather than failing every call
     or letting every call through. That state is not merged back: when Redis answers again the
-    shared state applies, and the fallback starts empty for the next outage.
+    shared state applies, and the fallback starts empty for the next outage. After a failure
+    Redis is not asked again for `redis_retry_seconds`: in a silent partition every command
+    would otherwise wait out its socket timeout, twice per provider call.
     """
 
-    def __init__(self, redis: Redis, key_prefix: str = "llm:breaker:") -> None:
+    def __init__(
+        self, redis: Redis, key_prefix: str = "llm:breaker:", redis_retry_seconds: float = 1.0
+    ) -> None:
         self._redis = redis
+        self._retry_seconds = redis_retry_seconds
+        self._retry_at = 0.0
         self._key_prefix = key_prefix
         self._script = redis.register_script(_STATE_MACHINE_LUA)
         self._fallback = MemoryBreakerStore()
@@ -152,6 +158,7 @@ class RedisBreakerStore:
 
     async def admit(self, name: str, now: float, policy: BreakerPolicy) -> StoreResult:
         return await self._with_fallback(
+            now,
             lambda: self._run(name, "admit", now, policy),
             lambda: self._fallback.admit(name, now, policy),
         )
@@ -160,6 +167,7 @@ class RedisBreakerStore:
         self, name: str, outcome: Outcome, now: float, policy: BreakerPolicy, *, trial: bool
     ) -> StoreResult:
         return await self._with_fallback(
+            now,
             lambda: self._run(name, outcome.value, now, policy, trial=trial),
             lambda: self._fallback.settle(name, outcome, now, policy, trial=trial),
         )
@@ -168,7 +176,7 @@ class RedisBreakerStore:
         async def shared() -> BreakerRecord:
             return _parse(await self._redis.hmget(self._key_prefix + name, _FIELDS))
 
-        return await self._with_fallback(shared, lambda: self._fallback.load(name))
+        return await self._with_fallback(None, shared, lambda: self._fallback.load(name))
 
     async def reset(self, name: str) -> StoreResult:
         async def shared() -> StoreResult:
@@ -181,7 +189,7 @@ class RedisBreakerStore:
                 BreakerState(_text(previous) or BreakerState.CLOSED), BreakerRecord()
             )
 
-        return await self._with_fallback(shared, lambda: self._fallback.reset(name))
+        return await self._with_fallback(None, shared, lambda: self._fallback.reset(name))
 
     async def _run(
         self, name: str, op: str, now: float, policy: BreakerPolicy, *, trial: bool = False
@@ -205,11 +213,18 @@ class RedisBreakerStore:
         )
 
     async def _with_fallback(
-        self, shared: Callable[[], Awaitable[R]], local: Callable[[], Awaitable[R]]
+        self,
+        now: float | None,
+        shared: Callable[[], Awaitable[R]],
+        local: Callable[[], Awaitable[R]],
     ) -> R:
+        if self._degraded and now is not None and now < self._retry_at:
+            return await local()
         try:
             result = await shared()
         except REDIS_ERRORS as exc:
+            if now is not None:
+                self._retry_at = now + self._retry_seconds
             # One warning per outage, not one per request; the rest at DEBUG.
             level = logging.DEBUG if self._degraded else logging.WARNING
             logger.log(level, "Redis breaker store unavailable, using per-process state: %r", exc)
