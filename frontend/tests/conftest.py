@@ -15,9 +15,7 @@ in-process under AppTest and reach a backend over HTTP, exactly as they do in a 
 import json
 import os
 import sqlite3
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 from app.core.config import Settings
-from fakes.services import free_port
+from fakes.services import free_port, server_process
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -55,23 +53,6 @@ class LiveBackend:
         """An HTTP client for a test's own arrange and assert steps."""
         headers = {"X-API-Key": api_key} if api_key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=10)
-
-
-def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    with httpx.Client(base_url=url, timeout=1) as client:
-        while time.monotonic() < deadline:
-            try:
-                if client.get("/v1/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            try:  # a short pause that also notices a process that has died
-                process.wait(timeout=0.05)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-    raise RuntimeError(f"the backend did not start; its log:\n{log.read_text()[-3000:]}")
 
 
 @contextmanager
@@ -103,43 +84,22 @@ def running_backend(
         "RATE_LIMIT_TIERS": json.dumps({"free": requests_per_minute, "pro": requests_per_minute}),
         **settings,
     }
-    log = folder / "backend.log"
-    with log.open("wb") as output:
-        # cwd: the temporary folder, so a developer's .env cannot change the backend under test.
-        process = subprocess.Popen(  # noqa: S603 - our own argv, no shell
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app.main:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-            cwd=folder,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
     backend = LiveBackend(
         f"http://127.0.0.1:{port}",
         database,
         settings.get("REDIS_URL"),
         requests_per_minute=requests_per_minute,
     )
-    try:
-        _wait_until_healthy(backend.url, process, log)
+    command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    with server_process(
+        command,
+        health_url=f"{backend.url}/v1/health",
+        folder=folder,
+        env=env,
+        startup_seconds=STARTUP_SECONDS,
+    ):
         yield backend
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _flush(redis_url: str) -> None:

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from app.core.exceptions import CacheUnavailableError
 from app.infrastructure import redis_client
 from app.infrastructure.metrics import Metrics
+from app.infrastructure.redis_client import RedisAvailability
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +159,6 @@ class ResponseCache:
         self._prefix = key_prefix
         # Wall-clock time by default, not monotonic: expires_at is shared with other processes.
         self._clock = clock
-        self._retry_seconds = redis_retry_seconds
         self._max_stale_seconds = max_stale_seconds
         self._stats_flush_seconds = stats_flush_seconds
         self._metrics = metrics
@@ -169,19 +169,23 @@ class ResponseCache:
         self._local = dict.fromkeys(_STAT_FIELDS.values(), 0)
         self._pending = dict.fromkeys(_STAT_FIELDS.values(), 0)
         self._last_flush = clock()
-        self._redis_ok = True
-        self._retry_at = 0.0
+        self._availability = RedisAvailability(
+            logger,
+            fallback="serving the cache from memory",
+            recovered="the cache is back on Redis",
+            retry_seconds=redis_retry_seconds,
+        )
 
     @property
     def backend(self) -> Backend:
         if self._redis is None:
             return "memory"
-        return "redis" if self._redis_ok else "memory-fallback"
+        return "redis" if self._availability.ok else "memory-fallback"
 
     @property
     def redis_available(self) -> bool:
         """Whether the last Redis command succeeded (False without Redis)."""
-        return self._redis is not None and self._redis_ok
+        return self._redis is not None and self._availability.ok
 
     async def get(self, key: str, *, allow_stale_seconds: float = 0.0) -> CacheEntry | None:
         """The entry under `key`: fresh, stale within `allow_stale_seconds` past expiry, or None."""
@@ -446,24 +450,12 @@ class ResponseCache:
 
     def _usable_redis(self) -> Redis | None:
         """The client, unless Redis failed less than `redis_retry_seconds` ago."""
-        if self._redis is None or (not self._redis_ok and self._clock() < self._retry_at):
+        if self._redis is None or not self._availability.should_try(self._clock()):
             return None
         return self._redis
 
     def _mark_down(self, reason: BaseException | str) -> None:
-        self._retry_at = self._clock() + self._retry_seconds
-        if self._redis_ok:
-            self._redis_ok = False
-            # One warning per outage; retries that fail again are only worth a debug line.
-            logger.warning(
-                "Redis unavailable (%r); serving the cache from memory, retrying after %.1fs",
-                reason,
-                self._retry_seconds,
-            )
-        else:
-            logger.debug("Redis still unavailable (%r)", reason)
+        self._availability.mark_down(reason, self._clock())
 
     def _mark_up(self) -> None:
-        if not self._redis_ok:
-            self._redis_ok = True
-            logger.info("Redis available again; the cache is back on Redis")
+        self._availability.mark_up()

@@ -24,6 +24,8 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.infrastructure.redis_client import RedisAvailability
+
 logger = logging.getLogger(__name__)
 
 Backend = Literal["redis", "memory", "memory-fallback"]
@@ -70,43 +72,31 @@ class RateLimiter:
         if redis is not None:
             self._redis = MovingWindowRateLimiter(_redis_storage(redis, key_prefix))
         self._clock = clock
-        self._retry_seconds = redis_retry_seconds
-        self._redis_ok = True
-        self._retry_at = 0.0
+        self._availability = RedisAvailability(
+            logger,
+            fallback="rate limits counted in memory",
+            recovered="rate limits are counted in Redis",
+            retry_seconds=redis_retry_seconds,
+        )
 
     @property
     def backend(self) -> Backend:
         if self._redis is None:
             return "memory"
-        return "redis" if self._redis_ok else "memory-fallback"
+        return "redis" if self._availability.ok else "memory-fallback"
 
     async def hit(self, identity: str, *, per_minute: int, cost: int = 1) -> RateLimitResult:
         """Charge `cost` requests to `identity`; refused (and not charged) if over `per_minute`."""
         item = RateLimitItemPerMinute(per_minute)
-        if self._redis is not None and (self._redis_ok or self._clock() >= self._retry_at):
+        if self._redis is not None and self._availability.should_try(self._clock()):
             try:
                 result = await _hit(self._redis, item, identity, cost)
             except _REDIS_ERRORS as exc:
-                self._mark_down(exc)
+                self._availability.mark_down(exc, self._clock())
             else:
-                self._mark_up()
+                self._availability.mark_up()
                 return result
         return await _hit(self._memory, item, identity, cost)
-
-    def _mark_down(self, reason: BaseException) -> None:
-        self._retry_at = self._clock() + self._retry_seconds
-        if self._redis_ok:
-            self._redis_ok = False
-            logger.warning(
-                "Redis unavailable (%r); rate limits counted in memory, retrying after %.1fs",
-                reason,
-                self._retry_seconds,
-            )
-
-    def _mark_up(self) -> None:
-        if not self._redis_ok:
-            self._redis_ok = True
-            logger.info("Redis available again; rate limits are counted in Redis")
 
 
 async def _hit(

@@ -45,3 +45,48 @@ async def ping(redis: Redis) -> bool:
     except Exception as exc:  # a probe reports failure, whatever its cause
         logger.debug("Redis ping failed: %r", exc)
         return False
+
+
+class RedisAvailability:
+    """When to try Redis again: after a failure, not for `retry_seconds`, so an outage costs one
+    failed command per window instead of a socket timeout per request (a silent partition).
+    One warning per outage, in the caller's logger, and one line when Redis is back.
+
+    Shared by every Redis user with a per-process fallback: cache, rate limiter, breaker store.
+    """
+
+    def __init__(
+        self, log: logging.Logger, *, fallback: str, recovered: str, retry_seconds: float = 1.0
+    ) -> None:
+        self.ok = True
+        self.retry_seconds = retry_seconds
+        self._retry_at = 0.0
+        self._log = log
+        self._fallback = fallback
+        self._recovered = recovered
+
+    def should_try(self, now: float) -> bool:
+        return self.ok or now >= self._retry_at
+
+    def mark_down(self, reason: object, now: float | None) -> None:
+        """Redis failed; `now` None leaves the retry time where it was."""
+        if now is not None:
+            self._retry_at = now + self.retry_seconds
+        if self.ok:
+            self.ok = False
+            self._log.warning(
+                "Redis unavailable (%r); %s, retrying after %.1fs",
+                reason,
+                self._fallback,
+                self.retry_seconds,
+            )
+        else:
+            self._log.debug("Redis still unavailable (%r)", reason)
+
+    def mark_up(self) -> bool:
+        """Redis answered; True when that ends an outage."""
+        if self.ok:
+            return False
+        self.ok = True
+        self._log.info("Redis available again; %s", self._recovered)
+        return True

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 REQUIRE_REAL_SERVICES = os.environ.get("REQUIRE_REAL_SERVICES") == "1"
@@ -137,3 +138,44 @@ def docker_answers() -> bool:
 
 def postgres_url() -> str | None:
     return os.environ.get("TEST_DATABASE_URL") or None
+
+
+@contextmanager
+def server_process(
+    command: list[str],
+    *,
+    health_url: str,
+    folder: Path,
+    env: dict[str, str],
+    startup_seconds: float = 20.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server subprocess, run from `folder` (so no developer's `.env` reaches it) with its
+    output in `folder/server.log`, yielded once `health_url` answers 200 and stopped after."""
+    log = folder / "server.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(  # noqa: S603 - our own argv, no shell
+            command, cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + startup_seconds
+        while not _answers(health_url):
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(
+                    f"{command[:4]} did not start; its log:\n{log.read_text()[-3000:]}"
+                )
+            time.sleep(0.05)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

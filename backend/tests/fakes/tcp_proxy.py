@@ -4,6 +4,11 @@ Put between the app and a real server (Redis), it lets a test take the server aw
 bring it back, with no root, no firewall rules and no sleeping: `cut()` closes every open
 connection and stops listening, so new connections are refused exactly as if the server were
 down; `restore()` listens again on the same port.
+
+Given `trip_on=marker` (say `b"INSERT INTO api_keys"`), it also breaks one connection at an
+exact point of its conversation: the first time a client sends the marker, those bytes never
+reach the server and both sides of that connection are reset, as when the network or the
+database process dies between two statements of a transaction. It trips once.
 """
 
 import asyncio
@@ -14,9 +19,13 @@ _CHUNK = 64 * 1024
 
 
 class TcpProxy:
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+    def __init__(
+        self, upstream_host: str, upstream_port: int, *, trip_on: bytes | None = None
+    ) -> None:
         self.upstream_host = upstream_host
         self.upstream_port = upstream_port
+        self.trip_on = trip_on
+        self.tripped = False
         self.port = 0  # chosen by the OS at the first start, then kept
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -66,7 +75,9 @@ class TcpProxy:
             up_reader, up_writer = upstream
             self._writers.add(up_writer)
             try:
-                await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
+                await asyncio.gather(
+                    self._forward(reader, up_writer, writer), _pump(up_reader, writer)
+                )
             finally:
                 self._writers.discard(up_writer)
                 up_writer.close()
@@ -74,6 +85,30 @@ class TcpProxy:
             self._writers.discard(writer)
             writer.close()
             self._relays.discard(task)
+
+    async def _forward(
+        self,
+        client: asyncio.StreamReader,
+        to_upstream: asyncio.StreamWriter,
+        to_client: asyncio.StreamWriter,
+    ) -> None:
+        """Client to server; on the trip marker, reset both sides instead of forwarding."""
+        marker = self.trip_on
+        if marker is None:
+            await _pump(client, to_upstream)
+            return
+        tail = b""  # the end of the previous chunk, so a marker split across two reads is seen
+        with contextlib.suppress(OSError):
+            while data := await client.read(_CHUNK):
+                if not self.tripped and marker in tail + data:
+                    self.tripped = True
+                    to_upstream.transport.abort()
+                    to_client.transport.abort()
+                    return
+                tail = data[-len(marker) :]
+                to_upstream.write(data)
+                await to_upstream.drain()
+        to_upstream.close()
 
 
 async def _pump(source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:

@@ -16,7 +16,6 @@ from app.infrastructure.database.models import Account, ApiKey, RequestHistory
 from conftest import OPERATOR_KEY, ClientFactory, DatabaseBackend
 from fakes.providers import FakeProvider
 from fakes.tcp_proxy import TcpProxy
-from fakes.tripwire_proxy import TripwireProxy
 from httpx import AsyncClient, Response
 from shared.errors import ErrorResponse
 from shared.health import ReadinessResponse
@@ -34,7 +33,7 @@ on_postgresql = pytest.mark.parametrize("database_backend", ["postgresql"], indi
 on_sqlite = pytest.mark.parametrize("database_backend", ["sqlite"], indirect=True)
 
 
-def through(proxy: TcpProxy | TripwireProxy, backend: DatabaseBackend) -> DatabaseBackend:
+def through(proxy: TcpProxy, backend: DatabaseBackend) -> DatabaseBackend:
     """The same database, reached through `proxy`."""
     url = make_url(backend.url).set(host="127.0.0.1", port=proxy.port)
     return DatabaseBackend(f"{backend.name}-proxied", url.render_as_string(hide_password=False))
@@ -146,9 +145,7 @@ class TestPostgresUnreachable:
         Success criteria: the first is 503 `database_unavailable`; the retry is 201; the
         database holds one account and one key, and no account without a key.
         """
-        async with TripwireProxy(
-            *upstream(database_backend), marker=b"INSERT INTO api_keys"
-        ) as proxy:
+        async with TcpProxy(*upstream(database_backend), trip_on=b"INSERT INTO api_keys") as proxy:
             client = await make_client(database=through(proxy, database_backend))
             lost = await register(client)
             retried = await register(client)

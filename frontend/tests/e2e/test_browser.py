@@ -6,16 +6,12 @@ under REQUIRE_REAL_SERVICES=1, as in CI).
 """
 
 import importlib.util
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from contextlib import suppress
 from pathlib import Path
 
-import httpx
 import pytest
-from fakes.services import free_port, unavailable
+from fakes.services import free_port, server_process, unavailable
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The closed network refuses the browser's background traffic: ask for none of it.
@@ -73,35 +69,15 @@ def streamlit_url(live_backend, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "--server.fileWatcherType=none",
         "--browser.gatherUsageStats=false",
     ]
-    log = folder / "streamlit.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 - our own argv, no shell
-            command, cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_health(f"{url}/_stcore/health", process, log)
+    with server_process(
+        command,
+        health_url=f"{url}/_stcore/health",
+        folder=folder,
+        env=env,
+        startup_seconds=STARTUP_SECONDS,
+    ):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_for_health(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        with suppress(subprocess.TimeoutExpired):  # a pause that notices a dead process
-            process.wait(timeout=0.1)
-    raise RuntimeError(f"streamlit did not start; its log:\n{log.read_text()[-3000:]}")
 
 
 @pytest.mark.e2e

@@ -14,6 +14,7 @@ from typing import TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.infrastructure.redis_client import RedisAvailability
 from app.infrastructure.resilience import breaker
 from app.infrastructure.resilience.breaker import (
     BreakerPolicy,
@@ -149,12 +150,15 @@ class RedisBreakerStore:
         self, redis: Redis, key_prefix: str = "llm:breaker:", redis_retry_seconds: float = 1.0
     ) -> None:
         self._redis = redis
-        self._retry_seconds = redis_retry_seconds
-        self._retry_at = 0.0
+        self._availability = RedisAvailability(
+            logger,
+            fallback="circuit breakers use per-process state",
+            recovered="circuit breakers use the shared state",
+            retry_seconds=redis_retry_seconds,
+        )
         self._key_prefix = key_prefix
         self._script = redis.register_script(_STATE_MACHINE_LUA)
         self._fallback = MemoryBreakerStore()
-        self._degraded = False
 
     async def admit(self, name: str, now: float, policy: BreakerPolicy) -> StoreResult:
         return await self._with_fallback(
@@ -218,22 +222,16 @@ class RedisBreakerStore:
         shared: Callable[[], Awaitable[R]],
         local: Callable[[], Awaitable[R]],
     ) -> R:
-        if self._degraded and now is not None and now < self._retry_at:
+        # `now` is None for operator calls (load, reset): those always try Redis.
+        if now is not None and not self._availability.should_try(now):
             return await local()
         try:
             result = await shared()
         except REDIS_ERRORS as exc:
-            if now is not None:
-                self._retry_at = now + self._retry_seconds
-            # One warning per outage, not one per request; the rest at DEBUG.
-            level = logging.DEBUG if self._degraded else logging.WARNING
-            logger.log(level, "Redis breaker store unavailable, using per-process state: %r", exc)
-            self._degraded = True
+            self._availability.mark_down(exc, now)
             return await local()
-        if self._degraded:
-            logger.info("Redis breaker store available again, using shared state")
-            self._degraded = False
-            self._fallback = MemoryBreakerStore()
+        if self._availability.mark_up():
+            self._fallback = MemoryBreakerStore()  # the outage's local state is not merged back
         return result
 
 
