@@ -1,5 +1,7 @@
 """The app factory: settings, lifespan, middleware, error handlers, the two routers."""
 
+import functools
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,6 +31,7 @@ def create_app(settings: Settings | None = None, externals: Externals | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(settings, metrics, externals or Externals()) as resources:
             app.state.resources = resources
+            _freeze_startup_objects()
             yield
 
     app = FastAPI(
@@ -43,6 +46,20 @@ def create_app(settings: Settings | None = None, externals: Externals | None = N
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
+
+
+@functools.cache
+def _freeze_startup_objects() -> None:
+    """Hide what exists at the first start (modules, routes, clients) from the cyclic garbage
+    collector, once per process.
+
+    Those ~230,000 objects live as long as the process, yet every full collection walked them
+    all: under load (objects of requests in flight get promoted to the oldest generation) that
+    was a 115-150 ms pause every second or so, and it set the p99 of every path (`make bench`:
+    cache-hit p99 from ~130 ms to ~20 ms). Once per process rather than per start: a test
+    session starts many apps in one process, and freezing each time would keep their garbage.
+    """
+    gc.freeze()
 
 
 def _serve_internal_docs(app: FastAPI) -> None:

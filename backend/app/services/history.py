@@ -4,13 +4,13 @@ import hashlib
 from dataclasses import dataclass
 
 from shared.text import HistoryPage, HistoryRecord, Operation
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.infrastructure.database.engine import Database
 from app.infrastructure.database.group_commit import GroupCommitter
-from app.infrastructure.database.models import RequestHistory
-from app.services.usage import usage_update
+from app.infrastructure.database.models import RequestHistory, utcnow
+from app.services.usage import Use, usage_updates
 
 
 @dataclass(frozen=True)
@@ -28,34 +28,12 @@ class HistoryEntry:
 class HistoryService:
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._writer = GroupCommitter(database)
+        self._writer = GroupCommitter(database, _write_batch)
 
     async def record(self, entry: HistoryEntry) -> None:
         """The request's history row and its key's usage, committed together (and together
         with concurrent requests' writes); returns once they are."""
-        row = RequestHistory(
-            api_key_id=entry.api_key_id,
-            operation=entry.operation.value,
-            text_length=len(entry.text),
-            text_sha256=hashlib.sha256(entry.text.encode()).hexdigest(),
-            model=entry.model,
-            cached=entry.cached,
-            degraded=entry.degraded,
-            latency_ms=round(entry.latency_ms, 3),
-            outcome=entry.outcome,
-        )
-        counters = usage_update(
-            entry.api_key_id,
-            cached=entry.cached,
-            provider_call=entry.outcome == "ok" and not entry.cached,
-        )
-
-        async def write(session: AsyncSession) -> None:
-            session.add(row)
-            if counters is not None:
-                await session.execute(counters)
-
-        await self._writer.run(write)
+        await self._writer.run(entry)
 
     async def close(self) -> None:
         await self._writer.close()
@@ -87,3 +65,34 @@ class HistoryService:
                 for row in rows
             ]
         return HistoryPage(items=items, total=total, page=page, page_size=page_size)
+
+
+def _row(entry: HistoryEntry) -> dict[str, object]:
+    return {
+        "api_key_id": entry.api_key_id,
+        "operation": entry.operation.value,
+        "text_length": len(entry.text),
+        "text_sha256": hashlib.sha256(entry.text.encode()).hexdigest(),
+        "model": entry.model,
+        "cached": entry.cached,
+        "degraded": entry.degraded,
+        "latency_ms": round(entry.latency_ms, 3),
+        "outcome": entry.outcome,
+        "created_at": utcnow(),
+    }
+
+
+async def _write_batch(session: AsyncSession, entries: list[HistoryEntry]) -> None:
+    """One multi-row INSERT for the rows and one UPDATE per key for the usage: set-based, so a
+    batch costs a few statements however many requests it carries."""
+    await session.execute(insert(RequestHistory), [_row(entry) for entry in entries])
+    uses = (
+        Use(
+            entry.api_key_id,
+            cached=entry.cached,
+            provider_call=entry.outcome == "ok" and not entry.cached,
+        )
+        for entry in entries
+    )
+    for counters in usage_updates(uses):
+        await session.execute(counters)

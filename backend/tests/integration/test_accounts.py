@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from app.infrastructure.database.engine import Database
-from app.infrastructure.database.models import Account, ApiKey
+from app.infrastructure.database.models import Account, ApiKey, RequestHistory
 from app.infrastructure.security import hash_api_key
 from conftest import OPERATOR_KEY, TEST_KEY_HASH_SECRET, ClientFactory, DatabaseBackend
 from fakes.providers import FakeProvider
@@ -298,6 +298,45 @@ class TestUsage:
         assert (listed["total"], listed["items"][0]["usage"]) == (1, expected)
         (row,) = await keys_of(database, mine["id"])
         assert (row.requests, row.cache_hits, row.provider_calls) == (2, 1, 1)
+
+    @pytest.mark.covers("ACCT-05")
+    async def test_concurrent_requests_of_two_keys_are_each_counted_exactly(
+        self,
+        make_client: ClientFactory,
+        database_backend: DatabaseBackend,
+        database: Database,
+        provider: FakeProvider,
+    ):
+        """Requests that share one group commit still add up to exact per-key counters.
+
+        Integration scope: 15 concurrent text requests from two registered keys → one or more
+        group commits, each writing its history rows and one summed UPDATE per key.
+        Business impact: usage drives billing and limits; a batch write that merged two keys'
+        sums, or dropped a request's increment, would bill the wrong customer.
+        Test strategy: key A sends one text (1 provider call), then at once A sends it 9 more
+        times (cache hits) while B sends 5 distinct texts (5 provider calls); then read both
+        keys' usage and count the history rows.
+        Success criteria: A = (10 requests, 9 cache hits, 1 provider call), B = (5, 0, 5),
+        15 history rows, and the fake provider saw 6 calls.
+        """
+        client = await make_client(database=database_backend, model=provider.model)
+        key_a = (await register(client, "ann@example.com")).json()["api_key"]
+        key_b = (await register(client, "bob@example.com")).json()["api_key"]
+        distinct = [{**TEXT, "text": f"Report {n}: sales grew. Costs fell."} for n in range(5)]
+
+        await client.post("/v1/text/process", json=TEXT, headers=as_key(key_a))
+        await asyncio.gather(
+            *(client.post("/v1/text/process", json=TEXT, headers=as_key(key_a)) for _ in range(9)),
+            *(client.post("/v1/text/process", json=b, headers=as_key(key_b)) for b in distinct),
+        )
+
+        usage = {}
+        for key in (key_a, key_b):
+            usage[key] = (await client.get("/v1/auth/me", headers=as_key(key))).json()["usage"]
+        assert usage[key_a] == {"requests": 10, "cache_hits": 9, "provider_calls": 1}
+        assert usage[key_b] == {"requests": 5, "cache_hits": 0, "provider_calls": 5}
+        assert provider.calls == 6
+        assert await count(database, RequestHistory) == 15
 
 
 class TestConcurrentRegistration:
