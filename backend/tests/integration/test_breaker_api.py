@@ -387,3 +387,40 @@ class TestSharedBreakerState:
 
         assert response.status_code == 200
         assert provider.calls == THRESHOLD + 1
+
+    @pytest.mark.covers("BRK-07")
+    async def test_reset_elsewhere_reaches_a_refusing_instance_within_a_second(
+        self,
+        make_client: ClientFactory,
+        provider: FakeProvider,
+        redis_backend: RedisBackend,
+        clock: FakeClock,
+    ):
+        """A worker that has refused requests learns of a reset elsewhere within one second.
+
+        Integration scope: instance A refuses (the open circuit read from Redis, then kept in
+        process) → reset route on instance B → Redis → A's next admissions.
+        Business impact: during an outage every refused request would otherwise cost a Redis
+        script call; remembering the open circuit for a second spares Redis, and this test
+        pins the price: a reset served by another worker takes effect here up to a second late.
+        Test strategy: open the circuit through A and let A refuse once; reset through B; call
+        A at the same instant, then one second later on the fake clock.
+        Success criteria: 503 `circuit_open` at once with A's provider not called, then 200
+        with exactly one more provider call.
+        """
+        provider.fail()
+        first = await breaker_client(make_client, provider, redis=redis_backend)
+        second = await breaker_client(make_client, FakeProvider(), redis=redis_backend)
+        await fail_requests(first, THRESHOLD)
+        assert (await process(first, "Refused, and remembered.")).status_code == 503
+        provider.succeed()
+
+        await second.post(f"/internal/resilience/breakers/{BREAKER}/reset", headers=OPERATOR)
+        at_once = await process(first, "Right after the reset.")
+        clock.advance(1.0)
+        a_second_later = await process(first, "A second after the reset.")
+
+        assert at_once.status_code == 503
+        assert at_once.json()["error"]["code"] == "circuit_open"
+        assert a_second_later.status_code == 200
+        assert provider.calls == THRESHOLD + 1

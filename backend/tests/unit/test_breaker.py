@@ -31,6 +31,7 @@ THRESHOLD = 3
 RECOVERY = 30.0
 WINDOW = 60.0
 REDIS_RETRY = 1.0  # RedisBreakerStore's default retry window
+REMEMBER_OPEN = 1.0  # CircuitBreaker's default remember_open_seconds
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 
@@ -262,6 +263,18 @@ class TestOpenCircuit:
         assert caught.value.retry_after_seconds == 0.5
 
 
+    async def test_remembered_refusal_ends_at_recovery(self, make_breaker, clock, dependency):
+        breaker = make_breaker()
+        await open_circuit(breaker, dependency)
+        clock.advance(RECOVERY - 0.5)
+        with pytest.raises(CircuitOpenError):
+            await breaker.call(dependency.succeed)  # remembered, but only until recovery
+
+        clock.advance(0.5)
+
+        assert await breaker.call(dependency.succeed) == "answer"
+
+
 class TestHalfOpenCircuit:
     async def test_first_call_after_recovery_goes_through(self, make_breaker, clock, dependency):
         breaker = make_breaker()
@@ -419,6 +432,19 @@ class TestReset:
         assert await breaker.snapshot() == BreakerSnapshot("provider", CLOSED, 0, None, None)
 
 
+    async def test_reset_admits_at_once_after_a_remembered_refusal(
+        self, make_breaker, dependency
+    ):
+        breaker = make_breaker()
+        await open_circuit(breaker, dependency)
+        with pytest.raises(CircuitOpenError):
+            await breaker.call(dependency.succeed)  # the open circuit is now remembered
+
+        await breaker.reset()
+
+        assert await breaker.call(dependency.succeed) == "answer"
+
+
 class TestSnapshot:
     async def test_new_breaker_is_closed_without_failures(self, make_breaker):
         breaker = make_breaker()
@@ -547,6 +573,25 @@ class TestSharedState:
             *["CircuitOpenError"] * 4,
             "ProviderError",
         ]
+
+    async def test_reset_by_another_worker_arrives_within_the_remembered_second(
+        self, connect, clock, dependency
+    ):
+        # The cost of refusing without a round trip: a worker that has seen the circuit open
+        # learns of another worker's reset when its memory of the refusal ends.
+        worker_a = new_breaker(RedisBreakerStore(connect()), clock)
+        worker_b = new_breaker(RedisBreakerStore(connect()), clock)
+        await open_circuit(worker_a, dependency)
+        with pytest.raises(CircuitOpenError):
+            await worker_b.call(dependency.succeed)
+
+        await worker_a.reset()
+        with pytest.raises(CircuitOpenError):
+            await worker_b.call(dependency.succeed)  # not asked: still remembered as open
+        clock.advance(REMEMBER_OPEN)
+
+        assert await worker_b.call(dependency.succeed) == "answer"
+        assert dependency.calls == THRESHOLD + 1
 
     async def test_state_is_a_redis_hash_named_after_the_breaker(self, connect, clock, dependency):
         breaker = new_breaker(RedisBreakerStore(connect()), clock)

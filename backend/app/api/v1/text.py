@@ -15,7 +15,7 @@ from shared.text import (
     TextProcessResponse,
 )
 
-from app.api.deps import PrincipalDep, RateLimitDep, ResourcesDep, SettingsDep, limit_result
+from app.api.deps import PrincipalDep, charge_rate_limit, limit_result, resources_of
 from app.api.errors import app_error_response
 from app.api.responses import PROVIDER_ERRORS, errors
 from app.core.exceptions import RateLimitedError, ValidationError
@@ -107,14 +107,13 @@ async def operations(_principal: PrincipalDep) -> OperationsResponse:
     responses={**errors(400, 413, 422), **_LIMITED, **PROVIDER_ERRORS},
 )
 async def process(
+    request: Request,
     body: TextProcessRequest,
     principal: PrincipalDep,
-    resources: ResourcesDep,
-    rate_limit: RateLimitDep,
     cache_control: CacheControl = None,
 ) -> TextProcessResponse:
-    await rate_limit.charge()
-    return await resources.text_processor.process(
+    await charge_rate_limit(request, principal)
+    return await resources_of(request).text_processor.process(
         body, principal.key_id, read_cache=_reads_cache(cache_control)
     )
 
@@ -126,19 +125,19 @@ async def process(
     responses={**errors(400, 413, 422), **_LIMITED, 503: PROVIDER_ERRORS[503]},
 )
 async def batch(
+    request: Request,
     body: BatchRequest,
     principal: PrincipalDep,
-    resources: ResourcesDep,
-    settings: SettingsDep,
-    rate_limit: RateLimitDep,
     cache_control: CacheControl = None,
 ) -> BatchResponse:
+    resources = resources_of(request)
+    settings = resources.settings
     if len(body.items) > settings.batch_max_items:
         raise ValidationError(
             f"A batch holds at most {settings.batch_max_items} items; got {len(body.items)}.",
             details={"max_items": settings.batch_max_items},
         )
-    await rate_limit.charge(len(body.items))
+    await charge_rate_limit(request, principal, len(body.items))
     return await resources.text_processor.process_batch(
         body.items, principal.key_id, read_cache=_reads_cache(cache_control)
     )

@@ -13,6 +13,13 @@ The rules below (`admit`, `settle`) are pure functions over a `BreakerRecord`. T
 applies them directly; the Redis store runs the same rules as a Lua script, so that each decision
 is atomic across workers. The tests run every scenario against both, which keeps the twins equal.
 States change lazily: an open circuit becomes half-open on the first call after recovery.
+
+An open circuit found in the store is remembered by the process for up to
+`remember_open_seconds` (never past its recovery time): during an outage every refused request
+would otherwise cost a store round trip, a Lua script on Redis, to learn what the process
+already knows. The price is that an operator reset served by another worker reaches this one up
+to that long later. Half-open refusals are not remembered: a trial may close the circuit any
+moment, and the other workers should see it at once.
 """
 
 import asyncio
@@ -201,6 +208,7 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.time,
         is_failure: Callable[[BaseException], bool] = _every_exception,
         on_transition: Callable[[str, BreakerState, BreakerState], None] | None = None,
+        remember_open_seconds: float = 1.0,
     ) -> None:
         self.name = name
         self.policy = BreakerPolicy(
@@ -210,19 +218,23 @@ class CircuitBreaker:
         self._clock = clock
         self._is_failure = is_failure
         self._on_transition = on_transition
+        self._remember_open_seconds = remember_open_seconds
+        self._known_open_until = 0.0  # refuse without asking the store until then
+        self._known_trial_at = 0.0
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Await `fn()` unless the circuit is open; its exceptions propagate unchanged."""
         now = self._clock()
+        if now < self._known_open_until:
+            raise self._open_error(self._known_trial_at, now)
         ticket = await self._store.admit(self.name, now, self.policy)
         self._report(ticket)
         if not ticket.admitted:
             trial_at = next_trial_at(ticket.record, self.policy)
-            raise CircuitOpenError(
-                f"Circuit '{self.name}' is open",
-                details={"breaker": self.name},
-                retry_after_seconds=0.0 if trial_at is None else max(0.0, trial_at - now),
-            )
+            if ticket.record.state is BreakerState.OPEN and trial_at is not None:
+                self._known_trial_at = trial_at
+                self._known_open_until = min(trial_at, now + self._remember_open_seconds)
+            raise self._open_error(trial_at, now)
         try:
             result = await fn()
         except Exception as exc:
@@ -237,6 +249,13 @@ class CircuitBreaker:
             raise
         await self._settle(Outcome.SUCCESS, ticket.trial)
         return result
+
+    def _open_error(self, trial_at: float | None, now: float) -> CircuitOpenError:
+        return CircuitOpenError(
+            f"Circuit '{self.name}' is open",
+            details={"breaker": self.name},
+            retry_after_seconds=0.0 if trial_at is None else max(0.0, trial_at - now),
+        )
 
     async def snapshot(self) -> BreakerSnapshot:
         record = await self._store.load(self.name)
@@ -253,6 +272,7 @@ class CircuitBreaker:
 
     async def reset(self) -> None:
         """Operator reset: closed, with no failures counted."""
+        self._known_open_until = 0.0
         self._report(await self._store.reset(self.name))
 
     async def _settle(self, outcome: Outcome, trial: bool) -> None:
