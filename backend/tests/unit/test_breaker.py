@@ -262,7 +262,6 @@ class TestOpenCircuit:
         assert dependency.calls == THRESHOLD
         assert caught.value.retry_after_seconds == 0.5
 
-
     async def test_remembered_refusal_ends_at_recovery(self, make_breaker, clock, dependency):
         breaker = make_breaker()
         await open_circuit(breaker, dependency)
@@ -431,10 +430,7 @@ class TestReset:
 
         assert await breaker.snapshot() == BreakerSnapshot("provider", CLOSED, 0, None, None)
 
-
-    async def test_reset_admits_at_once_after_a_remembered_refusal(
-        self, make_breaker, dependency
-    ):
+    async def test_reset_admits_at_once_after_a_remembered_refusal(self, make_breaker, dependency):
         breaker = make_breaker()
         await open_circuit(breaker, dependency)
         with pytest.raises(CircuitOpenError):
