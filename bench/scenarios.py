@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from bench import report
 from bench.server import Server
 
-BARE_PATH = "/bare"  # bench.bare serves it
+BARE_PATH = "/bare"  # bench.bare serves both
+BARE_POST_PATH = "/bare/process"
 HEALTH = "/v1/health"
 PROCESS = "/v1/text/process"
 PUBLIC_KEY = "bench-public-key"
@@ -60,6 +61,12 @@ def _answers(path: str) -> Check:
     return check
 
 
+def _bare_post_answers(server: Server) -> str | None:
+    headers = {"Content-Type": "application/json"}
+    status, raw = server.request("POST", BARE_POST_PATH, HIT_BODY, headers)
+    return None if status == 200 else f"HTTP {status} {raw[:200]!r}"
+
+
 def _served_from_cache(server: Server) -> str | None:
     status, body = _post(server, HIT_BODY)
     return None if status == 200 and body["cached"] else f"{status} {body}"
@@ -91,7 +98,10 @@ BARE_SERVER = ServerSpec(
     "bare",
     "bench.bare:create_bare_app",
     BARE_PATH,
-    (Scenario(report.BARE, BARE_PATH, _answers(BARE_PATH)),),
+    (
+        Scenario(report.BARE, BARE_PATH, _answers(BARE_PATH)),
+        Scenario(report.BARE_POST, BARE_POST_PATH, _bare_post_answers, "post.lua"),
+    ),
 )
 OUR_SERVERS = (
     ServerSpec(
