@@ -49,8 +49,7 @@ async def charge_rate_limit(request: Request, principal: Principal, cost: int = 
     response headers."""
     if principal.role is Role.OPERATOR:
         return
-    resources = resources_of(request)
-    settings = resources.settings
+    settings = resources_of(request).settings
     tier = principal.tier or settings.default_tier
     per_minute = settings.requests_per_minute(tier)
     if cost > per_minute:  # waiting would not help, so this is not a 429
@@ -59,13 +58,47 @@ async def charge_rate_limit(request: Request, principal: Principal, cost: int = 
             "per minute. Send fewer items at once.",
             details={"cost": cost, "requests_per_minute": per_minute},
         )
-    result = await resources.rate_limiter.hit(principal.key_id, per_minute=per_minute, cost=cost)
+    await _charge(
+        request,
+        principal.key_id,
+        per_minute,
+        cost,
+        f"Rate limit reached: the {tier} tier allows {per_minute} requests per minute.",
+        {"tier": tier, "requests_per_minute": per_minute},
+    )
+
+
+async def charge_registration(request: Request) -> None:
+    """Registrations per minute from the client's address: signing up needs no key, so the
+    address is the only identity there is to limit (behind a proxy, run uvicorn with
+    --proxy-headers and --forwarded-allow-ips so that it is the caller's, not the proxy's)."""
+    per_minute = resources_of(request).settings.registrations_per_minute
+    address = request.client.host if request.client else "unknown"
+    await _charge(
+        request,
+        f"register:{address}",
+        per_minute,
+        1,
+        f"Too many registrations from this address: {per_minute} per minute are allowed.",
+        {"registrations_per_minute": per_minute},
+    )
+
+
+async def _charge(
+    request: Request,
+    identity: str,
+    per_minute: int,
+    cost: int,
+    refusal: str,
+    details: dict[str, object],
+) -> None:
+    result = await resources_of(request).rate_limiter.hit(
+        identity, per_minute=per_minute, cost=cost
+    )
     request.state.rate_limit = result
     if not result.allowed:
         raise RateLimitedError(
-            f"Rate limit reached: the {tier} tier allows {per_minute} requests per minute.",
-            details={"tier": tier, "requests_per_minute": per_minute},
-            retry_after_seconds=result.retry_after_seconds,
+            refusal, details=details, retry_after_seconds=result.retry_after_seconds
         )
 
 

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
         description='Text requests per minute per tier, as JSON: {"free": 60, "pro": 600}.',
     )
     default_tier: str = Field("free", description="Tier of newly registered accounts.")
+    registrations_per_minute: int = Field(
+        10, ge=1, description="Registrations per minute from one client address (429 beyond)."
+    )
     api_keys_tier: str = Field(
         "pro", description="Tier of the API_KEYS keys (operator keys are never rate limited)."
     )

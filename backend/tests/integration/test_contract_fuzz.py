@@ -129,7 +129,10 @@ def fuzzed_app(sqlite_backend: DatabaseBackend) -> Iterator[FastAPI]:
     ceilings: valid requests then reach the routes instead of a 429 or a batch-size 422.
     """
     app_settings = make_settings(
-        sqlite_backend, rate_limit_tiers={"free": 60, "pro": 1_000_000}, batch_max_items=200
+        sqlite_backend,
+        rate_limit_tiers={"free": 60, "pro": 1_000_000},
+        registrations_per_minute=1_000_000,
+        batch_max_items=200,
     )
     yield create_app(app_settings)
     asgi.shutdown_lifespans()

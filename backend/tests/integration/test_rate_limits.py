@@ -5,7 +5,7 @@ import time
 import fakeredis
 import pytest
 from app.infrastructure.database.engine import Database
-from app.infrastructure.database.models import ApiKey
+from app.infrastructure.database.models import Account, ApiKey
 from conftest import OPERATOR_KEY, ClientFactory, DatabaseBackend, RedisBackend
 from fakes.clock import FakeClock
 from fakes.services import free_port
@@ -29,7 +29,7 @@ async def limit_keys(redis: Redis, pattern: str = "*") -> list[bytes]:
 
 
 class TestRateLimit:
-    """Seam: text routes → RateLimit dependency → `limits` moving window in Redis → headers."""
+    """Seam: text routes → charge_rate_limit → `limits` moving window in Redis → headers."""
 
     @pytest.mark.covers("RATE-01")
     async def test_limit_reached_returns_429_with_retry_after_and_limit_headers(
@@ -130,6 +130,61 @@ class TestRateLimit:
         assert oversized.json()["error"]["details"]["requests_per_minute"] == 3
 
 
+class TestRegistrationLimit:
+    """Seam: POST /v1/auth/register → per-address moving window in Redis → accounts service."""
+
+    @pytest.mark.covers("RATE-04")
+    async def test_registrations_past_the_address_limit_get_429_and_create_nothing(
+        self,
+        make_client: ClientFactory,
+        database_backend: DatabaseBackend,
+        redis_backend: RedisBackend,
+    ):
+        """Sign-up needs no key, so the client's address is what bounds account creation.
+
+        Integration scope: register route → RateLimiter keyed by the client address → Redis
+        (shared by two app instances) → AccountService → database.
+        Business impact: without it one script could mint unlimited accounts, each with a fresh
+        rate limit, and so get around every per-key limit.
+        Test strategy: a limit of 3 per minute; two registrations through one app instance, one
+        through another sharing the Redis, then a fourth; count the rows from outside the app.
+        Success criteria: 201, 201, 201, then 429 `rate_limited` with Retry-After, its window
+        stored in Redis under the address, and exactly three accounts in the database.
+        """
+        settings = {"database": database_backend, "registrations_per_minute": 3}
+        first = await make_client(redis=redis_backend, **settings)
+        second = await make_client(redis=redis_backend, **settings)
+        emails = [f"user{n}@example.com" for n in range(4)]
+
+        statuses = [
+            (await first.post("/v1/auth/register", json=body(emails[0]))).status_code,
+            (await first.post("/v1/auth/register", json=body(emails[1]))).status_code,
+            (await second.post("/v1/auth/register", json=body(emails[2]))).status_code,
+        ]
+        refused = await second.post("/v1/auth/register", json=body(emails[3]))
+
+        assert statuses == [201, 201, 201]
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert int(refused.headers["Retry-After"]) >= 1
+        inspector = redis_backend.client()
+        try:
+            assert await limit_keys(inspector, "*register:*")
+        finally:
+            await inspector.aclose()
+        database = Database(database_backend.url)
+        try:
+            async with database.session() as session:
+                stored = await session.scalars(select(Account.email).order_by(Account.email))
+                assert list(stored) == emails[:3]
+        finally:
+            await database.dispose()
+
+
+def body(email: str) -> dict[str, str]:
+    return {"email": email, "display_name": "Ada"}
+
+
 class TestRateLimitFallback:
     """Seam: rate limiter → Redis outage → in-memory counting → back to Redis."""
 
@@ -192,13 +247,13 @@ class TestRateLimitFallback:
 
 
 class TestTiers:
-    """Seam: Principal (role, tier) → RateLimit dependency → settings' tiers."""
+    """Seam: Principal (role, tier) → charge_rate_limit → settings' tiers."""
 
     @pytest.mark.covers("RATE-03")
     async def test_operator_key_is_never_rate_limited(self, make_client: ClientFactory):
         """Operators pass however small the limits are.
 
-        Integration scope: Authenticator (operator role) → RateLimit dependency → text route.
+        Integration scope: Authenticator (operator role) → charge_rate_limit → text route.
         Business impact: an operator diagnosing an incident is never locked out by limits.
         Test strategy: every tier at 1 per minute; three requests with the operator key.
         Success criteria: three 200s and no X-RateLimit-* headers.

@@ -1,9 +1,9 @@
 """Self-service accounts: register for a key, see your account, rotate your key."""
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from shared.accounts import AccountInfo, RegisterRequest, RegisterResponse, RotateResponse
 
-from app.api.deps import PrincipalDep, ResourcesDep
+from app.api.deps import PrincipalDep, ResourcesDep, charge_registration
 from app.api.responses import BODY_ERRORS, errors
 from app.core.exceptions import NotFoundError
 from app.services.accounts import parse_key_ref
@@ -24,9 +24,13 @@ def _issued_key(principal: Principal) -> tuple[int, int]:
     "/register",
     summary="Create an account and its API key (shown once)",
     status_code=status.HTTP_201_CREATED,
-    responses={**BODY_ERRORS, **errors(409, 503)},
+    description="Each client address may register `REGISTRATIONS_PER_MINUTE` times a minute.",
+    responses={**BODY_ERRORS, **errors(409, 429, 503)},
 )
-async def register(body: RegisterRequest, resources: ResourcesDep) -> RegisterResponse:
+async def register(
+    request: Request, body: RegisterRequest, resources: ResourcesDep
+) -> RegisterResponse:
+    await charge_registration(request)
     return await resources.accounts.register(body)
 
 
