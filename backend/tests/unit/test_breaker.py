@@ -262,6 +262,21 @@ class TestOpenCircuit:
         assert dependency.calls == THRESHOLD
         assert caught.value.retry_after_seconds == 0.5
 
+    async def test_remembered_refusal_still_says_when_to_retry(
+        self, make_breaker, clock, dependency
+    ):
+        breaker = make_breaker()
+        await open_circuit(breaker, dependency)
+        clock.advance(10)
+        with pytest.raises(CircuitOpenError):
+            await breaker.call(dependency.succeed)  # read from the store, then remembered
+        clock.advance(0.5)
+
+        with pytest.raises(CircuitOpenError) as caught:
+            await breaker.call(dependency.succeed)
+
+        assert caught.value.retry_after_seconds == RECOVERY - 10.5
+
     async def test_remembered_refusal_ends_at_recovery(self, make_breaker, clock, dependency):
         breaker = make_breaker()
         await open_circuit(breaker, dependency)
