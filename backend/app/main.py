@@ -56,7 +56,7 @@ def _freeze_startup_objects() -> None:
     Those ~230,000 objects live as long as the process, yet every full collection walked them
     all: under load (objects of requests in flight get promoted to the oldest generation) that
     was a 115-150 ms pause every second or so, and it set the p99 of every path (`make bench`:
-    cache-hit p99 from ~130 ms to ~20 ms). Once per process rather than per start: a test
+    cache-hit p99 from ~130 ms to ~12 ms). Once per process rather than per start: a test
     session starts many apps in one process, and freezing each time would keep their garbage.
     """
     gc.freeze()

@@ -61,6 +61,13 @@ def new_breaker(store: BreakerStore, clock: FakeClock, **options: Any) -> Circui
     return CircuitBreaker("provider", store, **(settings | options))
 
 
+def workers_sharing_redis(
+    connect: Callable[[], Redis], clock: FakeClock, count: int
+) -> list[CircuitBreaker]:
+    """One breaker per worker, each with its own Redis client, all on one Redis."""
+    return [new_breaker(RedisBreakerStore(connect()), clock) for _ in range(count)]
+
+
 async def open_circuit(breaker: CircuitBreaker, dependency: Dependency) -> None:
     for _ in range(THRESHOLD):
         with pytest.raises(ProviderError):
@@ -545,8 +552,7 @@ class TestSharedState:
     async def test_circuit_opened_by_one_worker_is_open_for_another(
         self, connect, clock, dependency
     ):
-        worker_a = new_breaker(RedisBreakerStore(connect()), clock)
-        worker_b = new_breaker(RedisBreakerStore(connect()), clock)
+        worker_a, worker_b = workers_sharing_redis(connect, clock, 2)
         await open_circuit(worker_a, dependency)
 
         with pytest.raises(CircuitOpenError):
@@ -557,8 +563,7 @@ class TestSharedState:
     async def test_trial_taken_by_one_worker_is_taken_for_another(
         self, connect, clock, dependency, blocked
     ):
-        worker_a = new_breaker(RedisBreakerStore(connect()), clock)
-        worker_b = new_breaker(RedisBreakerStore(connect()), clock)
+        worker_a, worker_b = workers_sharing_redis(connect, clock, 2)
         await open_circuit(worker_a, dependency)
         clock.advance(RECOVERY)
         trial, release = await blocked.start(worker_a)
@@ -571,7 +576,7 @@ class TestSharedState:
         assert await worker_b.call(dependency.succeed) == "answer"
 
     async def test_concurrent_workers_get_one_trial_between_them(self, connect, clock, dependency):
-        workers = [new_breaker(RedisBreakerStore(connect()), clock) for _ in range(5)]
+        workers = workers_sharing_redis(connect, clock, 5)
         await open_circuit(workers[0], dependency)
         clock.advance(RECOVERY)
 
@@ -590,8 +595,7 @@ class TestSharedState:
     ):
         # The cost of refusing without a round trip: a worker that has seen the circuit open
         # learns of another worker's reset when its memory of the refusal ends.
-        worker_a = new_breaker(RedisBreakerStore(connect()), clock)
-        worker_b = new_breaker(RedisBreakerStore(connect()), clock)
+        worker_a, worker_b = workers_sharing_redis(connect, clock, 2)
         await open_circuit(worker_a, dependency)
         with pytest.raises(CircuitOpenError):
             await worker_b.call(dependency.succeed)
