@@ -89,10 +89,7 @@ our_service_pid() {
 }
 
 # Never raise a limit: the sandbox has no CAP_SYS_RESOURCE. Take min(wanted, current soft limit).
-limit_at_most() {
-    local wanted="$1" current="$2"
-    if [[ "$current" == unlimited ]] || (( current >= wanted )); then echo "$wanted"; else echo "$current"; fi
-}
+
 
 ensure_packages() {
     local need=()
@@ -111,17 +108,32 @@ ensure_packages() {
     apt-get install -y -qq "${need[@]}" >&2
 }
 
+# "soft:hard" of one limit of process $1, as containers.conf spells it (-1 for unlimited);
+# $2 is the row's name in /proc/PID/limits.
+process_limit() {
+    awk -v name="$2" 'index($0, name) == 1 {
+        n = split(substr($0, length(name) + 1), f, " ")
+        soft = (f[1] == "unlimited") ? -1 : f[1]; hard = (f[2] == "unlimited") ? -1 : f[2]
+        print soft ":" hard
+    }' "/proc/$1/limits"
+}
+
+# Containers get exactly the limits the engine process holds (podman adjusts its own at start, so
+# they are read from it, not from this shell): some sandboxes forbid raising an rlimit (no
+# CAP_SYS_RESOURCE), and some, seen here, even refuse runc lowering one in the container's init
+# ("error setting rlimit type 7: operation not permitted"). Equal values are the one choice both
+# accept. Without a running service, this script's own limits are the first guess.
 write_config() {
-    local nofile nproc tmp
-    nofile="$(limit_at_most 10000 "$(ulimit -Sn)")"
-    nproc="$(limit_at_most 4096 "$(ulimit -Su)")"
+    local pid="${1:-$$}" nofile nproc tmp
+    nofile="$(process_limit "$pid" "Max open files")"
+    nproc="$(process_limit "$pid" "Max processes")"
     mkdir -p "$STATE_DIR"
     tmp="$(mktemp "$STATE_DIR/containers.conf.XXXXXX")"
     cat >"$tmp" <<EOF
 # Written by scripts/container-engine.sh; used through CONTAINERS_CONF (not /etc/containers).
 [containers]
-# The sandbox forbids raising rlimits: stay at or below the current limits.
-default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+# The limits the engine process holds: neither raised nor lowered (see write_config).
+default_ulimits = ["nofile=$nofile", "nproc=$nproc"]
 # No journald here.
 log_driver = "k8s-file"
 
@@ -244,12 +256,17 @@ cmd_start() {
     [[ "$(id -u)" == 0 ]] || die "run as root (rootful podman serving $SOCK_URL)"
     lock
     ensure_packages
-    if write_config && our_service_pid >/dev/null; then
+    if write_config "$(our_service_pid || echo $$)" && our_service_pid >/dev/null; then
         log "engine configuration changed: restarting the podman service"
         stop_service
     fi
     ensure_image
     start_service
+    if write_config "$(our_service_pid)"; then   # the first guess differed from the engine's own
+        log "containers get the engine's own limits: restarting the podman service"
+        stop_service
+        start_service
+    fi
     print_exports
 }
 
