@@ -1,15 +1,22 @@
 """Fixtures for the frontend tests: real backends on loopback, and pages run by AppTest.
 
-Each backend is `uvicorn app.main:create_app --factory` in a subprocess, started once per session
-on a free 127.0.0.1 port: SQLite in a temporary folder, the offline `local` model, and the real
-Redis at TEST_REDIS_URL when one is given (else the backend's in-memory cache). The pages run
-in-process under AppTest and reach a backend over HTTP, exactly as they do in a browser session.
+Each backend is `uvicorn app.main:create_app --factory` in a subprocess, started once per test
+process (each pytest-xdist worker) on a free 127.0.0.1 port, with SQLite in a temporary folder
+and the offline `local` model. The pages run in-process under AppTest and reach a backend over
+HTTP, exactly as they do in a browser session.
 
-- `backend`: the everyday backend, emptied before each test (tables, cache, and Redis).
+- `backend`: the everyday backend, on this process's real Redis (`worker_services`), emptied
+  before each test: tables, cached answers, cache counters and everything in Redis, so a test
+  asserts exact figures. Without a real Redis its tests skip (fail under
+  REQUIRE_REAL_SERVICES=1), as the Redis tier does; the seam matrix credits them to
+  `redis-server`.
 - `backend_without_provider`: its AI provider is an unreachable OpenAI-compatible server, and
   one failure opens the circuit breaker, so processing answers 502, then 503 with Retry-After.
+  The breaker is closed again before each test.
 - `rate_limited_backend`: every key may make RATE_LIMIT text requests a minute (elsewhere, a
-  limit no test reaches).
+  limit no test reaches). Its in-memory limiter cannot be emptied: one test uses it.
+
+Under `--dist loadgroup` the tests of each backend form one group, so one worker starts it.
 """
 
 import json
@@ -29,6 +36,7 @@ from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from streamlit.testing.v1 import AppTest
+from worker_services import FRONTEND_DB, Services
 
 PUBLIC_KEY = "frontend-public-key"
 OPERATOR_KEY = "frontend-operator-key"
@@ -36,7 +44,7 @@ KEY_HASH_SECRET = "frontend-key-hash-secret-0123456789abcdef"
 UNREACHED_RATE_LIMIT = 10_000
 RATE_LIMIT = 2
 PAGES = Path(__file__).parents[1] / "streamlit_app" / "views"
-STARTUP_SECONDS = 20
+STARTUP_SECONDS = 60  # a bound, not a target: start-up takes seconds on a loaded machine
 PAGE_TIMEOUT_SECONDS = 10
 
 
@@ -119,29 +127,52 @@ def _empty_tables(database: Path) -> None:
             connection.execute(f'DELETE FROM "{table}"')  # noqa: S608 - names from the schema
 
 
+# The session backends, and the xdist group of the tests that use each (see the docstring).
+SERVER_GROUPS = {
+    "live_backend": "frontend-live-backend",
+    "provider_down_backend": "frontend-backend-without-provider",
+    "rate_limited_backend": "frontend-rate-limited-backend",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        for server, group in SERVER_GROUPS.items():
+            if server in fixtures:
+                item.add_marker(pytest.mark.xdist_group(group))
+        if "live_backend" in fixtures:
+            item.add_marker(pytest.mark.tiers("redis-server"))
+
+
 @pytest.fixture(scope="session")
-def live_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBackend]:
-    settings: dict[str, str] = {}
-    if redis_url := os.environ.get("TEST_REDIS_URL"):
-        _flush(redis_url)  # an open breaker left in Redis by another test must not leak in
-        settings["REDIS_URL"] = redis_url
-    with running_backend(tmp_path_factory.mktemp("backend"), settings) as backend:
+def live_backend(
+    tmp_path_factory: pytest.TempPathFactory, services: Services
+) -> Iterator[LiveBackend]:
+    redis_url = services.redis_server_url(FRONTEND_DB)
+    _flush(redis_url)  # what another run left in a shared TEST_REDIS_URL must not leak in
+    folder = tmp_path_factory.mktemp("backend")
+    with running_backend(folder, {"REDIS_URL": redis_url}) as backend:
         yield backend
 
 
 @pytest.fixture
 def backend(live_backend: LiveBackend) -> LiveBackend:
-    """The session's backend, emptied: no rows, no cached answers, nothing in Redis."""
+    """This process's backend, emptied: no rows, no cached answers, counters at zero."""
     _empty_tables(live_backend.database)
-    if live_backend.redis_url:
+    assert live_backend.redis_url is not None
+    with live_backend.client(OPERATOR_KEY) as operator:
+        # The backend adds its latest lookups to the counters in Redis with its next Redis
+        # command: this one, so the flush below takes them too.
+        operator.get("/internal/cache/stats").raise_for_status()
         _flush(live_backend.redis_url)
-    with live_backend.client(OPERATOR_KEY) as client:  # the in-process LRU, too
-        client.post("/internal/cache/invalidate", json={}).raise_for_status()
+        operator.post("/internal/cache/invalidate", json={}).raise_for_status()  # its LRU
     return live_backend
 
 
 @pytest.fixture(scope="session")
-def backend_without_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBackend]:
+def provider_down_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBackend]:
     settings = {
         "AI_MODEL": "openai-chat:gpt-4o-mini",
         "AI_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",  # nothing listens there
@@ -152,6 +183,14 @@ def backend_without_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     }
     with running_backend(tmp_path_factory.mktemp("no-provider"), settings) as backend:
         yield backend
+
+
+@pytest.fixture
+def backend_without_provider(provider_down_backend: LiveBackend) -> LiveBackend:
+    """The backend whose provider is unreachable, its circuit breaker closed."""
+    with provider_down_backend.client(OPERATOR_KEY) as operator:
+        operator.post("/internal/resilience/breakers/ai_provider/reset").raise_for_status()
+    return provider_down_backend
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
-"""Finding real services for the tiers: a Redis server, a Redis container, PostgreSQL.
+"""Real services for the tests: Redis server processes, the Docker API, server subprocesses.
 
-Each finder returns a URL, or the reason it could not, so the fixture can skip with that reason
-(or fail under REQUIRE_REAL_SERVICES=1, where a missing service is an error in CI).
+Where one is missing, `unavailable(reason)` skips the test with that reason, or fails it under
+REQUIRE_REAL_SERVICES=1, where a missing service is an error in CI.
 """
 
 import os
@@ -92,24 +92,6 @@ class RedisServerProcess:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-@contextmanager
-def redis_server_url() -> Iterator[str | None]:
-    """TEST_REDIS_URL if set; else a private redis-server for the session; else None."""
-    if url := os.environ.get("TEST_REDIS_URL"):
-        yield url
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        yield None
-        return
-    server = RedisServerProcess(binary)
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.close()
-
-
 def docker_answers() -> bool:
     """Whether a Docker API (Docker itself, or podman's) answers `GET /_ping` at DOCKER_HOST.
 
@@ -134,10 +116,6 @@ def docker_answers() -> bool:
             return sock.recv(64).split(b" ")[1:2] == [b"200"]
     except (OSError, ValueError):
         return False
-
-
-def postgres_url() -> str | None:
-    return os.environ.get("TEST_DATABASE_URL") or None
 
 
 @contextmanager

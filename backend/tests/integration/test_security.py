@@ -423,14 +423,6 @@ def is_json(raw: bytes | str | None) -> bool:
     return True
 
 
-@pytest.fixture
-async def redis_inspector(redis_backend: RedisBackend) -> AsyncIterator[Redis]:
-    """The test's own client on the app's Redis."""
-    client = redis_backend.client()
-    yield client
-    await client.aclose()
-
-
 async def stored_values(redis: Redis) -> list[tuple[str, bytes | str | None]]:
     """Every value under the cache prefix: whole strings, and hashes field by field."""
     stored: list[tuple[str, bytes | str | None]] = []

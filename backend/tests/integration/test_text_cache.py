@@ -88,14 +88,6 @@ async def redis_link(redis_backend: RedisBackend) -> AsyncIterator[RedisLink]:
         yield RedisLink(replace(redis_backend, url=proxied), proxy)
 
 
-@pytest.fixture
-async def redis_inspector(redis_backend: RedisBackend) -> AsyncIterator[Redis]:
-    """The test's own client on the app's Redis, straight to the server (never through a link)."""
-    client = redis_backend.client()
-    yield client
-    await client.aclose()
-
-
 async def cache_keys(redis: Redis) -> set[str]:
     """The cache entries stored in Redis, seen from outside the app (not the stats hash)."""
     keys = {key.decode() async for key in redis.scan_iter(match="llm:cache:*")}

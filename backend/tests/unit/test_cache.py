@@ -1,4 +1,4 @@
-"""ResponseCache on fakeredis and (with TEST_REDIS_URL) a real Redis, on fakeredis alone for
+"""ResponseCache on fakeredis and a real Redis (worker_services), on fakeredis alone for
 outages (only fakeredis can be switched off and on again), and without Redis.
 
 Time is a FakeClock: the cache judges freshness by its clock, so nothing here sleeps.
@@ -7,7 +7,6 @@ Time is a FakeClock: the cache judges freshness by its clock, so nothing here sl
 import asyncio
 import json
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,9 @@ from app.infrastructure.cache import ResponseCache
 from app.infrastructure.metrics import Metrics
 from app.infrastructure.redis_client import create_redis, ping
 from fakes.clock import FakeClock
-from fakes.services import free_port, unavailable
+from fakes.services import free_port
 from redis.asyncio import Redis
+from worker_services import Services
 
 PREFIX = "test:cache:"
 CACHE_LOGGER = "app.infrastructure.cache"
@@ -36,19 +36,17 @@ class RedisUnderTest:
 
 
 @pytest.fixture(params=["fakeredis", pytest.param("real", marks=pytest.mark.real_services)])
-async def redis_under_test(request: pytest.FixtureRequest) -> AsyncIterator[RedisUnderTest]:
-    """fakeredis, then the real Redis at TEST_REDIS_URL (a database of its own: flushed)."""
+async def redis_under_test(
+    request: pytest.FixtureRequest, services: Services
+) -> AsyncIterator[RedisUnderTest]:
+    """fakeredis, then this test process's real Redis (flushed before and after)."""
     if request.param == "fakeredis":
         server = fakeredis.FakeServer()
         fake = fakeredis.FakeAsyncRedis(server=server)
         yield RedisUnderTest(fake, server)
         await fake.aclose()
         return
-    url = os.environ.get("TEST_REDIS_URL")
-    if not url:
-        unavailable("no real Redis: set TEST_REDIS_URL, e.g. redis://127.0.0.1:6379/14")
-    assert url is not None
-    client = create_redis(url)
+    client = create_redis(services.redis_server_url())
     await client.flushdb()
     yield RedisUnderTest(client, None)
     await client.flushdb()
