@@ -1,12 +1,16 @@
-"""Database engine → migrations → tables, on SQLite and PostgreSQL."""
+"""Database engine → migrations → tables, on SQLite and PostgreSQL; an outage seen from the API."""
 
 from datetime import UTC, datetime
 
 import pytest
 from app.infrastructure.database.engine import Database
 from app.infrastructure.database.models import RequestHistory
-from conftest import DatabaseBackend
+from conftest import OPERATOR_KEY, ClientFactory, DatabaseBackend
+from fakes.services import free_port
+from shared.errors import ErrorResponse
 from sqlalchemy import select
+
+OPERATOR = {"X-API-Key": OPERATOR_KEY}
 
 
 class TestDatabaseRoundTrip:
@@ -52,22 +56,36 @@ class TestDatabaseRoundTrip:
         assert stored.created_at == created
 
     @pytest.mark.covers("DB-02")
-    async def test_unreachable_database_raises_database_unavailable(self):
-        """An outage surfaces as our DatabaseUnavailableError, never as a driver error.
+    async def test_unreachable_database_answers_503_never_a_driver_error(
+        self, make_client: ClientFactory
+    ):
+        """An outage reaches callers as our 503 `database_unavailable`, never as a driver error.
 
-        Integration scope: Database.session → asyncpg connection attempt → error translation.
-        Business impact: the API maps it to a clear 503 instead of a 500 with a stack trace.
-        Test strategy: open a session on a PostgreSQL URL whose port nothing listens on.
-        Success criteria: DatabaseUnavailableError is raised; ping reports False.
+        Integration scope: routes that read (history), write (registration) and probe
+        (readiness) → Database sessions → asyncpg connecting to a port nothing listens on →
+        error translation → error handler.
+        Business impact: clients and load balancers see a clear, retryable 503 instead of a 500
+        carrying a driver's stack trace.
+        Test strategy: start the app on a PostgreSQL URL whose port is closed; read the history,
+        register an account, ask for readiness.
+        Success criteria: 503 `database_unavailable` in the shared error body for the read and
+        the write; readiness reports the database down.
         """
-        from app.core.exceptions import DatabaseUnavailableError
-        from fakes.services import free_port
+        closed = DatabaseBackend(
+            "postgresql", f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none"
+        )
+        client = await make_client(database=closed)
 
-        database = Database(f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none")
-        try:
-            with pytest.raises(DatabaseUnavailableError):
-                async with database.session() as session:
-                    await session.execute(select(RequestHistory))
-            assert await database.ping() is False
-        finally:
-            await database.dispose()
+        read = await client.get("/v1/history")
+        write = await client.post(
+            "/v1/auth/register", json={"email": "ada@example.com", "display_name": "Ada"}
+        )
+        readiness = await client.get("/internal/health", headers=OPERATOR)
+
+        for response in (read, write):
+            assert response.status_code == 503
+            assert ErrorResponse.model_validate(response.json()).error.code == (
+                "database_unavailable"
+            )
+        statuses = {dep["name"]: dep["status"] for dep in readiness.json()["dependencies"]}
+        assert statuses["database"] == "down"
