@@ -36,7 +36,14 @@ REACH_THE_BACKEND: dict[str, Callable[[AppTest], AppTest]] = {
 
 
 class TestErrorMessages:
-    """Seam: every page → ApiClient → HTTP errors and transport failures → a page message."""
+    """Seam: every page → ApiClient → HTTP errors and transport failures → a page message.
+
+    Paths: UI-02
+    Real: the page script under Streamlit's AppTest; ApiClient over real HTTP to a uvicorn
+    backend subprocess (SQLite, the local model): the everyday one, one whose provider is
+    unreachable, one with a tiny rate limit; a closed loopback port for a backend that is down.
+    Faked: the browser (AppTest).
+    """
 
     @pytest.mark.covers("UI-02")
     @pytest.mark.parametrize("name", list(REACH_THE_BACKEND))

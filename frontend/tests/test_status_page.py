@@ -13,7 +13,14 @@ def _texts(page: AppTest) -> list[str]:
 
 
 class TestStatusPage:
-    """Seam: Status page → ApiClient → /v1/health and the operator routes on a live backend."""
+    """Seam: Status page → ApiClient → /v1/health and the operator routes on a live backend.
+
+    Paths: UI-06
+    Real: the page script under Streamlit's AppTest; ApiClient over real HTTP to a uvicorn
+    backend subprocess (SQLite, the local model): the everyday one on this worker's redis-
+    server, one whose provider is unreachable.
+    Faked: the browser (AppTest).
+    """
 
     @pytest.mark.covers("UI-06")
     def test_operator_key_shows_readiness_breakers_and_cache(self, backend, open_page):

@@ -86,7 +86,15 @@ def transitions(metrics_text: str) -> dict[str, float]:
 
 
 class TestBreakerTransitions:
-    """Seam: /v1/text/process → TextProcessor → ResilientProvider → CircuitBreaker → provider."""
+    """Seam: /v1/text/process → TextProcessor → ResilientProvider → CircuitBreaker → provider.
+
+    Paths: BRK-01, BRK-02, BRK-03, BRK-04, BRK-05
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the breaker's store in memory (no Redis) and in Redis (its Lua script) on fakeredis, a
+    redis-server and a container; SQLite.
+    Faked: the AI provider (FakeProvider: fails, succeeds or hangs on command), time
+    (FakeClock).
+    """
 
     @pytest.mark.covers("BRK-01")
     async def test_failures_reaching_threshold_open_breaker(
@@ -260,7 +268,14 @@ class TestBreakerTransitions:
 
 
 class TestOperatorView:
-    """Seam: /internal/resilience, /internal/health, /internal/metrics → the breaker."""
+    """Seam: /internal/resilience, /internal/health, /internal/metrics → the breaker.
+
+    Paths: BRK-06, BRK-08
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the breaker store in memory and on every Redis tier (readiness and metrics); Prometheus' own
+    text format, parsed.
+    Faked: the AI provider (FakeProvider), time (FakeClock).
+    """
 
     @pytest.mark.covers("BRK-06")
     async def test_operator_reset_closes_open_breaker(
@@ -362,7 +377,13 @@ class TestOperatorView:
 
 
 class TestSharedBreakerState:
-    """Seam: two app instances → RedisBreakerStore (Lua) → one Redis, on every Redis tier."""
+    """Seam: two app instances → RedisBreakerStore (Lua) → one Redis, on every Redis tier.
+
+    Paths: BRK-06, BRK-07
+    Real: two apps, each with its own Redis client and in-process memory, over one Redis:
+    fakeredis, a redis-server, a container.
+    Faked: the AI providers (a FakeProvider per app), time (FakeClock shared by both apps).
+    """
 
     @pytest.mark.covers("BRK-07")
     async def test_breaker_opened_by_one_instance_refuses_on_another(

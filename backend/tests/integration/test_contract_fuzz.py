@@ -157,7 +157,14 @@ def assert_document_holds(
 
 
 class TestContractFuzzing:
-    """Seam: OpenAPI document → generated requests → middleware, auth, routes, error mapping."""
+    """Seam: OpenAPI document → generated requests → middleware, auth, routes, error mapping.
+
+    Paths: FUZZ-01, FUZZ-02
+    Real: the whole app in-process (schemathesis' ASGI transport, its lifespan run), both
+    OpenAPI documents as the app serves them, the local model, the in-memory cache, SQLite.
+    Faked: the clients: Hypothesis generates the requests (derandomized; how many, from the
+    profile).
+    """
 
     @pytest.mark.covers("FUZZ-01")
     def test_public_api_generated_requests_match_the_document(

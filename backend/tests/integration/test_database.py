@@ -14,7 +14,14 @@ OPERATOR = {"X-API-Key": OPERATOR_KEY}
 
 
 class TestDatabaseRoundTrip:
-    """Seam: Database (SQLAlchemy async) → driver (aiosqlite, asyncpg) → migrated schema."""
+    """Seam: Database (SQLAlchemy async) → driver (aiosqlite, asyncpg) → migrated schema; an outage
+    seen from the API.
+
+    Paths: DB-01, DB-02
+    Real: SQLAlchemy and the drivers on a migrated SQLite file and PostgreSQL database; for the
+    outage, the app over in-process HTTP and asyncpg meeting a closed port.
+    Faked: nothing: the unreachable database is a real refused connection.
+    """
 
     @pytest.mark.covers("DB-01")
     async def test_row_written_is_read_back_with_aware_timestamp(

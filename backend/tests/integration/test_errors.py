@@ -6,7 +6,13 @@ from shared.errors import ErrorResponse
 
 
 class TestErrorContract:
-    """Seam: middleware → routes → exception handlers → `shared.errors.ErrorResponse`."""
+    """Seam: middleware → routes → exception handlers → `shared.errors.ErrorResponse`.
+
+    Paths: ERR-01, ERR-02
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the shared error model the clients parse.
+    Faked: nothing: the requests are hostile on their own.
+    """
 
     @pytest.mark.covers("ERR-01")
     async def test_unknown_route_returns_shared_error_body(self, make_client: ClientFactory):

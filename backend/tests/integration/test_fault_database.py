@@ -79,8 +79,15 @@ async def row_counts(backend: DatabaseBackend) -> dict[str, int]:
 
 @on_postgresql
 class TestPostgresUnreachable:
-    """Seam: API writes (history, registration) → Database sessions → PostgreSQL, through a
-    proxy the test cuts and restores."""
+    """Seam: API writes (history, registration) → Database sessions → PostgreSQL, through a proxy
+    the test cuts and restores.
+
+    Paths: FAULT-04
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    PostgreSQL behind a loopback TCP proxy that drops every connection, or resets one mid-
+    transaction (a real partition, real driver errors).
+    Faked: the AI provider (FakeProvider).
+    """
 
     @pytest.mark.covers("FAULT-04")
     async def test_database_cut_writes_get_503_readiness_down_then_clean_recovery(
@@ -174,7 +181,13 @@ def missing(folder: Path) -> Iterator[None]:
 
 @on_sqlite
 class TestSqliteVolumeMissing:
-    """Seam: API writes → Database sessions → a SQLite file whose folder has disappeared."""
+    """Seam: API writes → Database sessions → a SQLite file whose folder has disappeared.
+
+    Paths: FAULT-04
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    aiosqlite on a real file whose folder the test moves away and back.
+    Faked: the AI provider (FakeProvider).
+    """
 
     @pytest.mark.covers("FAULT-04")
     async def test_database_folder_gone_writes_get_503_until_it_returns(

@@ -101,7 +101,14 @@ async def stored_json(redis: Redis, key: str) -> Any:
 
 
 class TestCacheAside:
-    """Seam: POST /v1/text/process → TextProcessor → ResponseCache (LRU + Redis) → provider."""
+    """Seam: POST /v1/text/process → TextProcessor → ResponseCache (LRU + Redis) → provider.
+
+    Paths: CACHE-01, CACHE-02, CACHE-03
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the cache on fakeredis, a redis-server and a container, inspected with the test's own
+    client; two apps for the shared case.
+    Faked: the AI provider (FakeProvider counting its calls), time (FakeClock, for TTLs).
+    """
 
     @pytest.mark.covers("CACHE-01")
     async def test_repeated_request_served_from_cache_provider_called_once(
@@ -233,7 +240,14 @@ class TestCacheAside:
 
 
 class TestRedisOutage:
-    """Seam: ResponseCache ↔ Redis over a link the test cuts and restores mid-flow."""
+    """Seam: ResponseCache ↔ Redis over a link the test cuts and restores mid-flow.
+
+    Paths: CACHE-04, CACHE-05
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP; on
+    the real tiers a loopback TCP proxy the test cuts (a real partition), on fakeredis a
+    FakeServer disconnected.
+    Faked: the AI provider (FakeProvider), time (FakeClock, past the retry window).
+    """
 
     @pytest.mark.covers("CACHE-04")
     async def test_redis_cut_mid_flow_answered_from_memory_readiness_degraded(
@@ -298,7 +312,13 @@ class TestRedisOutage:
 
 
 class TestSingleFlight:
-    """Seam: concurrent requests → TextProcessor's single-flight → one provider call."""
+    """Seam: concurrent requests → TextProcessor's single-flight → one provider call.
+
+    Paths: CACHE-06
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP; 20
+    concurrent requests; the cache on every Redis tier.
+    Faked: the AI provider (FakeProvider holding its answer until all 20 have missed).
+    """
 
     @pytest.mark.covers("CACHE-06")
     async def test_twenty_concurrent_identical_misses_one_provider_call(
@@ -346,7 +366,13 @@ async def _until_all_missed(client: AsyncClient, burst: list[asyncio.Task[Any]])
 
 
 class TestCacheKey:
-    """Seam: request fields and model id → cache key → shared Redis."""
+    """Seam: request fields and model id → cache key → shared Redis.
+
+    Paths: CACHE-07
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    two apps with different models over one Redis, on every tier.
+    Faked: the AI providers (FakeProviders with their own model names).
+    """
 
     @pytest.mark.covers("CACHE-07")
     async def test_two_models_over_one_redis_do_not_share_answers(
@@ -394,7 +420,13 @@ class TestCacheKey:
 
 
 class TestCachedValues:
-    """Seam: ResponseCache's encoding ↔ the bytes stored in Redis."""
+    """Seam: ResponseCache's encoding ↔ the bytes stored in Redis.
+
+    Paths: CACHE-08
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the bytes in Redis on every tier, read and planted by the test's own client.
+    Faked: the AI provider (FakeProvider), time (FakeClock).
+    """
 
     @pytest.mark.covers("CACHE-08")
     async def test_cached_value_in_redis_is_json_with_result_and_expiry(
@@ -453,7 +485,13 @@ class TestCachedValues:
 
 
 class TestCacheControl:
-    """Seam: Cache-Control request header → TextProcessor's cache read."""
+    """Seam: Cache-Control request header → TextProcessor's cache read.
+
+    Paths: CACHE-09
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the cache on every Redis tier.
+    Faked: the AI provider (FakeProvider), time (FakeClock).
+    """
 
     @pytest.mark.covers("CACHE-09")
     async def test_no_cache_header_skips_read_and_refreshes_entry(
@@ -487,7 +525,13 @@ class TestCacheControl:
 
 
 class TestCacheStats:
-    """Seam: GET /internal/cache/stats → ResponseCache.stats → Redis (or memory)."""
+    """Seam: GET /internal/cache/stats → ResponseCache.stats → Redis (or memory).
+
+    Paths: CACHE-10
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the counters in Redis on every tier, or in memory without Redis.
+    Faked: the AI provider (FakeProvider).
+    """
 
     @pytest.mark.covers("CACHE-10")
     async def test_miss_then_hit_shown_in_stats(

@@ -82,7 +82,13 @@ def streamlit_url(live_backend, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.mark.e2e
 class TestBrowser:
-    """Seam: Chromium → Streamlit server → ApiClient → the live backend."""
+    """Seam: Chromium → Streamlit server → ApiClient → the live backend.
+
+    Paths: UI-07
+    Real: Debian's Chromium (headless), `streamlit run` and uvicorn subprocesses, the whole
+    backend with SQLite and the local model.
+    Faked: nothing: the local model is the provider.
+    """
 
     @pytest.mark.covers("UI-07")
     def test_submitted_text_shows_its_summary(
