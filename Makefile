@@ -16,6 +16,9 @@ PYTEST_ARGS ?=
 # 0 runs the tests in one process. TESTING.md has the measurements behind the default.
 PYTEST_WORKERS ?= 2
 PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
+# Each test process (and each backend the frontend tests start) would otherwise compile our code
+# and pytest would rewrite every test module and plugin package again: seconds per process.
+test test-unit test-integration test-fuzz test-e2e: export PYTHONDONTWRITEBYTECODE :=
 FRONTEND_PORT ?= 8501
 
 .PHONY: help install run run-backend run-frontend test test-unit test-integration test-fuzz lint format \
