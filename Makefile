@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # Test processes (pytest-xdist), each with its own Redis, container and PostgreSQL database;
 # 0 runs the tests in one process. TESTING.md has the measurements behind the default.
 PYTEST_WORKERS ?= 2
-PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
+PARALLEL := -n $(PYTEST_WORKERS)
 # Each test process (and each backend the frontend tests start) would otherwise compile our code
 # and pytest would rewrite every test module and plugin package again: seconds per process.
 test test-unit test-integration test-fuzz test-e2e: export PYTHONDONTWRITEBYTECODE :=

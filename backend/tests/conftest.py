@@ -10,6 +10,8 @@ Every fixture names what it depends on in its signature, so a reader can follow 
 the server it uses: test → `redis_backend` → `services` (worker_services.py) → a redis-server.
 """
 
+from __future__ import annotations
+
 import difflib
 import os
 import shutil
@@ -17,31 +19,25 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import fakeredis
 import pytest
-from app.core.config import Settings
-from app.infrastructure.database.engine import Database
-from app.infrastructure.database.models import Base
-from app.infrastructure.redis_client import create_redis
-from app.main import create_app
-from app.resources import Externals
-from asgi_lifespan import LifespanManager
 from fakes.clock import FakeClock
-from fakes.postgres import create_worker_database, drop_worker_database
-from fakes.providers import FakeProvider, RecordingSleep
 from fakes.services import unavailable
-from httpx import ASGITransport, AsyncClient
 from hypothesis import settings as hypothesis_settings
-from pydantic_ai import models
-from pydantic_ai.models import Model
-from redis.asyncio import Redis
-from sqlalchemy import text
 from worker_services import WORKER, Services
 
-# A test that reaches a real LLM provider by accident fails loudly instead of spending money.
-models.ALLOW_MODEL_REQUESTS = False
+# The app, pydantic-ai, SQLAlchemy and the Redis clients are imported where they are used: the
+# pytest-xdist controller imports this file too, to run no test, and would wait seconds for them
+# before starting the workers.
+if TYPE_CHECKING:
+    import fakeredis
+    from app.core.config import Settings
+    from app.infrastructure.database.engine import Database
+    from fakes.providers import FakeProvider, RecordingSleep
+    from httpx import AsyncClient
+    from pydantic_ai.models import Model
+    from redis.asyncio import Redis
 
 PUBLIC_KEY = "test-public-key"
 OPERATOR_KEY = "test-operator-key"
@@ -54,6 +50,14 @@ TEST_KEY_HASH_SECRET = "test-key-hash-secret-0123456789abcdef"
 hypothesis_settings.register_profile("quick", max_examples=5)
 hypothesis_settings.register_profile("default", hypothesis_settings.get_profile("quick"))
 hypothesis_settings.register_profile("thorough", max_examples=20)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_real_model_requests() -> None:
+    """A test that reaches a real LLM provider by accident fails loudly instead of spending."""
+    from pydantic_ai import models
+
+    models.ALLOW_MODEL_REQUESTS = False
 
 
 # --- Redis tiers -------------------------------------------------------------------------------
@@ -69,6 +73,9 @@ class RedisBackend:
 
     def client(self) -> Redis:
         """A new client on this backend, for the app or for the test's own inspection."""
+        import fakeredis
+        from app.infrastructure.redis_client import create_redis
+
         if self.fake_server is not None:
             return fakeredis.FakeAsyncRedis(server=self.fake_server)
         assert self.url is not None
@@ -80,6 +87,8 @@ REDIS_TIERS = ["fakeredis", "redis-server", "container"]
 
 async def _redis_tier(name: str, services: Services) -> RedisBackend:
     """The named tier, empty: a new FakeServer, or this process's server or container, flushed."""
+    import fakeredis
+
     if name == "fakeredis":
         return RedisBackend(name, fake_server=fakeredis.FakeServer())
     url = services.redis_server_url() if name == "redis-server" else services.container_redis_url()
@@ -130,6 +139,8 @@ class DatabaseBackend:
 @pytest.fixture(scope="session")
 async def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated SQLite file; each test copies it, which is cheaper than migrating again."""
+    from app.infrastructure.database.engine import Database
+
     path = tmp_path_factory.mktemp("db") / "template.db"
     database = Database(f"sqlite+aiosqlite:///{path}")
     await database.migrate()
@@ -140,6 +151,8 @@ async def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 async def postgres_database() -> AsyncIterator[Database | None]:
     """This process's PostgreSQL database (`<base>_<worker>`), or None without TEST_DATABASE_URL."""
+    from fakes.postgres import create_worker_database, drop_worker_database
+
     base_url = os.environ.get("TEST_DATABASE_URL")
     if not base_url:
         yield None
@@ -150,6 +163,9 @@ async def postgres_database() -> AsyncIterator[Database | None]:
 
 
 async def _truncate(database: Database) -> None:
+    from app.infrastructure.database.models import Base
+    from sqlalchemy import text
+
     tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
     async with database.engine.begin() as connection:
         await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
@@ -188,6 +204,8 @@ def make_settings(database: DatabaseBackend, **overrides: Any) -> Settings:
     `Settings` ignores unknown names (the environment holds many variables that are not ours),
     so a misspelt override would otherwise be dropped and the test would run on the default.
     """
+    from app.core.config import Settings
+
     if unknown := sorted(set(overrides) - set(Settings.model_fields)):
         hints = [
             f"{name!r}"
@@ -219,16 +237,20 @@ def clock() -> FakeClock:
 @pytest.fixture
 def provider() -> FakeProvider:
     """A fake AI provider, succeeding until the test says otherwise."""
+    from fakes.providers import FakeProvider
+
     return FakeProvider()
 
 
 @pytest.fixture
 def sleep() -> RecordingSleep:
     """The retry loop's sleep: records each wait and returns at once."""
+    from fakes.providers import RecordingSleep
+
     return RecordingSleep()
 
 
-ClientFactory = Callable[..., Awaitable[AsyncClient]]
+ClientFactory = Callable[..., Awaitable["AsyncClient"]]
 
 
 @pytest.fixture
@@ -243,6 +265,11 @@ async def make_client(
     needs another sleep passes it as `sleep=`. The client sends the public key unless
     `api_key` says otherwise.
     """
+    from app.main import create_app
+    from app.resources import Externals
+    from asgi_lifespan import LifespanManager
+    from httpx import ASGITransport, AsyncClient
+
     async with AsyncExitStack() as stack:
 
         async def factory(

@@ -112,10 +112,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Start the container while other tests run, if any test of this process will need it;
-    and put the xdist groups first: a group runs on one worker, and a long one (the frontend's
-    tests of one backend) scheduled last would leave the other workers idle meanwhile."""
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+    """Start the container while other tests run, if any test of this process will need it."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "container" in (params.get("redis_backend"), params.get("optional_redis")):
