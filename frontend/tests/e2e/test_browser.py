@@ -86,7 +86,7 @@ class TestBrowser:
 
     Paths: UI-07
     Real: Debian's Chromium (headless), `streamlit run` and uvicorn subprocesses, the whole
-    backend with SQLite and the local model.
+    backend with SQLite, this worker's redis-server and the local model.
     Faked: nothing: the local model is the provider.
     """
 
