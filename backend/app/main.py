@@ -24,7 +24,7 @@ TITLE = "LLM Starter"
 
 def create_app(settings: Settings | None = None, externals: Externals | None = None) -> FastAPI:
     settings = settings or load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_renderer)
     metrics = Metrics()
 
     @asynccontextmanager

@@ -6,6 +6,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app.core.exceptions import RateLimitedError, ValidationError
+from app.core.logging import annotate_request
 from app.infrastructure.rate_limit import RateLimitResult
 from app.resources import Resources
 from app.services.auth import Principal, Role
@@ -37,7 +38,9 @@ async def get_principal(
     api_key: Annotated[str | None, Security(_api_key_header)],
 ) -> Principal:
     presented = bearer.credentials if bearer else api_key
-    return await resources_of(request).authenticator.authenticate(presented)
+    principal = await resources_of(request).authenticator.authenticate(presented)
+    annotate_request(key_id=principal.key_id)  # an id as history stores it, never the key
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request ids, the body-size limit, metrics, and the last-resort 500.
+"""Pure ASGI middleware: request ids, the access log line, metrics, the body-size limit, and the
+last-resort 500.
 
 Pure ASGI rather than BaseHTTPMiddleware so that streaming bodies are counted as they arrive
 and a body over the limit is refused without being read into memory.
@@ -10,19 +11,30 @@ import time
 import uuid
 
 from fastapi import HTTPException
+from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import app_error_response, error_response
 from app.core.exceptions import PayloadTooLargeError
-from app.core.logging import request_id_var
+from app.core.logging import end_request, start_request
 from app.infrastructure.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+def route_label(scope: Scope) -> str:
+    """The route template the request matched, for metrics and logs (never the raw path)."""
+    return getattr(scope.get("route"), "path", "unmatched")
+
+
 class RequestContextMiddleware:
-    """Gives every response an X-Request-ID and turns an unhandled error into a clean 500."""
+    """Gives every response an X-Request-ID, every log line of the request its fields, and
+    writes the request's access line; turns an unhandled error into a clean 500.
+
+    With tracing on, the request id is an attribute of the request's server span too (the
+    tracing middleware wraps this one, so its span is the current one here).
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -35,7 +47,8 @@ class RequestContextMiddleware:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         # A caller's id is kept only if it is harmless in logs and headers.
         request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        token = request_id_var.set(request_id)
+        tokens = start_request(request_id, method=scope["method"])
+        trace.get_current_span().set_attribute("request.id", request_id)
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -59,10 +72,15 @@ class RequestContextMiddleware:
                 response = error_response(500, "internal_error", "An unexpected error occurred.")
                 await response(scope, receive, send_with_id)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            route = route_label(scope)
             self.metrics.requests.labels(scope["method"], route, str(status)).inc()
-            self.metrics.request_latency.labels(route).observe(time.perf_counter() - started)
-            request_id_var.reset(token)
+            self.metrics.request_latency.labels(route).observe(elapsed)
+            logger.info(
+                "request",
+                extra={"route": route, "status": status, "latency_ms": round(elapsed * 1000, 3)},
+            )
+            end_request(tokens)
 
 
 class BodySizeLimitMiddleware:

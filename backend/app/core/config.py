@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from shared.text import Operation
 
 from app.core.exceptions import ConfigurationError
+from app.core.logging import LogFormat
 
 DEFAULT_SQLITE_URL = f"sqlite+aiosqlite:///{Path('data') / 'app.db'}"
 # Well-known keys for a fresh clone; refused outside development.
@@ -41,6 +42,10 @@ class Settings(BaseSettings):
         description="development (dev keys, migrations at start), test, or production (strict).",
     )
     log_level: str = Field("INFO", description="Python logging level: DEBUG, INFO, WARNING...")
+    log_format: LogFormat | None = Field(
+        None,
+        description="json (one object per line) or console; default: json in production.",
+    )
     database_url: str = Field(
         DEFAULT_SQLITE_URL,
         description="sqlite+aiosqlite:///path or postgresql+asyncpg://user:pass@host/db.",
@@ -200,6 +205,12 @@ class Settings(BaseSettings):
         if self.database_auto_migrate is not None:
             return self.database_auto_migrate
         return self.environment is not Environment.PRODUCTION
+
+    @property
+    def log_renderer(self) -> LogFormat:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.environment is Environment.PRODUCTION else "console"
 
     @property
     def uses_dev_keys(self) -> bool:
