@@ -11,7 +11,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 
-from app.api import internal, v1
+from app.api import internal, probes, v1
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.config import Settings, load_settings
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, externals: Externals | None = N
         summary="Public API: text processing, batch, accounts, history, health.",
         lifespan=lifespan,
     )
+    app.include_router(probes.router)
     app.include_router(v1.router)
     app.include_router(internal.router, include_in_schema=False)
     _serve_internal_docs(app)

@@ -68,6 +68,7 @@ async def open_resources(
     redis = externals.redis
     if redis is None and settings.redis_url:
         redis = create_redis(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds)
+    resilient: ResilientProvider | None = None
     try:
         if settings.auto_migrate:
             await database.migrate()
@@ -102,6 +103,8 @@ async def open_resources(
             ),
             metrics,
             externals.sleep,
+            check_interval_seconds=settings.ai_check_interval_seconds,
+            clock=externals.clock,
         )
         text_processor = TextProcessor(
             resilient,
@@ -133,6 +136,8 @@ async def open_resources(
             rate_limiter=RateLimiter(redis, clock=externals.clock),
         )
     finally:
+        if resilient is not None:
+            await resilient.aclose()  # its background provider check, if one is running
         await history.close()  # rows already handed in are committed before the engine goes
         # Close only what we opened: handed-in clients belong to whoever handed them in.
         if redis is not None and externals.redis is None:

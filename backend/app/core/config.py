@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Total time one request may spend on the provider, retries included.",
     )
+    ai_check_interval_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How often readiness asks the provider whether it accepts the key (a model "
+        "listing, no tokens; OpenAI-compatible providers); 0: never.",
+    )
     ai_max_attempts: int = Field(3, ge=1, le=10, description="Attempts per request (1 = no retry).")
     ai_retry_initial_seconds: float = Field(0.5, ge=0, description="First retry backoff.")
     cache_ttl_seconds: dict[Operation, int] = Field(

@@ -45,13 +45,15 @@ def route_table() -> list[Route]:
 
 
 ROUTES = route_table()
-# Deliberately reachable without a key: liveness, sign-up, and the API documentation.
+# Deliberately reachable without a key: the probes, sign-up, and the API documentation.
 PUBLIC_ROUTES: list[Route] = [
     ("GET", "/docs"),
+    ("GET", "/healthz"),
     ("GET", "/docs/oauth2-redirect"),
     ("GET", "/internal/docs"),
     ("GET", "/internal/openapi.json"),
     ("GET", "/openapi.json"),
+    ("GET", "/readyz"),
     ("GET", "/redoc"),
     ("POST", "/v1/auth/register"),
     ("GET", "/v1/health"),

@@ -7,7 +7,9 @@ model unchanged. Retries, timeouts and the breaker are the resilience layer's jo
 SDK's own hidden retries are turned off here.
 """
 
+import asyncio
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,8 @@ from app.core.exceptions import (
     ProviderTimeoutError,
 )
 from app.infrastructure.ai.local_model import LOCAL_MODEL_NAME, local_model
+
+logger = logging.getLogger(__name__)
 
 # Part of every cache key: bump it when the instructions change, so old answers are not reused.
 PROMPT_VERSION = "2026-11-25.1"
@@ -134,6 +138,28 @@ class AIProvider:
             )
             for operation in Operation
         }
+
+    async def check(self, timeout_seconds: float) -> str | None:
+        """Why the provider would refuse our calls, by the cheapest request it has; None when it
+        accepts them or has no such request.
+
+        OpenAI-compatible servers list their models (`GET /models`): it costs no tokens and
+        answers 401 to a bad key, which otherwise shows only once real requests fail.
+        """
+        from openai import APIError, APIStatusError, AsyncOpenAI
+
+        client = getattr(self.model, "client", None)
+        if not isinstance(client, AsyncOpenAI):
+            return None
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                await client.models.list()
+        except APIStatusError as exc:
+            return f"the provider answered HTTP {exc.status_code} to a model listing"
+        except (APIError, TimeoutError) as exc:
+            logger.warning("provider check failed: %s", type(exc).__name__)
+            return "the provider does not answer"
+        return None
 
     async def aclose(self) -> None:
         """Close the model's HTTP client; ours (openai-compatible) is not owned by its provider."""
