@@ -34,7 +34,7 @@ run: ## Serve the backend on :8000 and the frontend on :8501 (Ctrl-C stops both)
 
 run-backend: ## Serve the backend alone, reloading on change
 	$(BIN)/uvicorn app.main:create_app --factory --reload --reload-dir backend \
-		--host 127.0.0.1 --port $(BACKEND_PORT)
+		--log-config backend/app/log_config.json --host 127.0.0.1 --port $(BACKEND_PORT)
 
 run-frontend: ## Serve the Streamlit frontend alone
 	BACKEND_URL=$${BACKEND_URL:-http://127.0.0.1:$(BACKEND_PORT)} \

@@ -16,7 +16,7 @@ from app.api.errors import install_error_handlers
 from app.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.config import Settings, load_settings
 from app.core.logging import configure_logging
-from app.infrastructure.metrics import Metrics
+from app.infrastructure.metrics import Metrics, worker_metrics
 from app.resources import Externals, open_resources
 
 TITLE = "LLM Starter"
@@ -29,7 +29,10 @@ def create_app(settings: Settings | None = None, externals: Externals | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(settings, metrics, externals or Externals()) as resources:
+        async with (
+            worker_metrics(),
+            open_resources(settings, metrics, externals or Externals()) as resources,
+        ):
             app.state.resources = resources
             _freeze_startup_objects()
             yield

@@ -15,7 +15,7 @@ from app.infrastructure.ai.provider import AIProvider, build_model
 from app.infrastructure.ai.resilient import ResilientProvider, is_provider_failure
 from app.infrastructure.cache import ResponseCache
 from app.infrastructure.database.engine import Database
-from app.infrastructure.metrics import Metrics
+from app.infrastructure.metrics import BREAKER_STATE_VALUES, Metrics
 from app.infrastructure.rate_limit import RateLimiter
 from app.infrastructure.redis_client import create_redis
 from app.infrastructure.resilience.breaker import CircuitBreaker
@@ -88,9 +88,10 @@ async def open_resources(
             half_open_max_calls=settings.breaker_half_open_max_calls,
             clock=externals.clock,
             is_failure=is_provider_failure,
-            on_transition=lambda name, _before, after: metrics.breaker_transitions.labels(
-                name, after.value
-            ).inc(),
+            on_transition=lambda name, _before, after: metrics.breaker_changed(name, after.value),
+        )
+        metrics.breaker_state.labels(breaker.name).set(
+            BREAKER_STATE_VALUES[(await breaker.snapshot()).state.value]
         )
         resilient = ResilientProvider(
             provider,

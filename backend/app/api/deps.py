@@ -64,6 +64,7 @@ async def charge_rate_limit(request: Request, principal: Principal, cost: int = 
     await _charge(
         request,
         principal.key_id,
+        tier,
         per_minute,
         cost,
         f"Rate limit reached: the {tier} tier allows {per_minute} requests per minute.",
@@ -80,6 +81,7 @@ async def charge_registration(request: Request) -> None:
     await _charge(
         request,
         f"register:{address}",
+        "registration",
         per_minute,
         1,
         f"Too many registrations from this address: {per_minute} per minute are allowed.",
@@ -90,16 +92,17 @@ async def charge_registration(request: Request) -> None:
 async def _charge(
     request: Request,
     identity: str,
+    limit: str,
     per_minute: int,
     cost: int,
     refusal: str,
     details: dict[str, object],
 ) -> None:
-    result = await resources_of(request).rate_limiter.hit(
-        identity, per_minute=per_minute, cost=cost
-    )
+    resources = resources_of(request)
+    result = await resources.rate_limiter.hit(identity, per_minute=per_minute, cost=cost)
     request.state.rate_limit = result
     if not result.allowed:
+        resources.metrics.rate_limit_refusals.labels(limit).inc()
         raise RateLimitedError(
             refusal, details=details, retry_after_seconds=result.retry_after_seconds
         )

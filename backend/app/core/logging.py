@@ -9,6 +9,7 @@ formats, and it merges context variables into foreign records without a logging 
 """
 
 import logging
+import os
 import sys
 from contextvars import ContextVar, Token
 from typing import Any, Literal
@@ -56,19 +57,24 @@ def _drop_color_message(_logger: WrappedLogger, _name: str, event: EventDict) ->
     return event
 
 
+def _add_pid(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    event["pid"] = os.getpid()  # which worker, when several serve
+    return event
+
+
 def _renderer(log_format: LogFormat) -> list[structlog.typing.Processor]:
     if log_format == "json":
         # No local variables in tracebacks: they would carry request bodies and keys.
         tracebacks = ExceptionDictTransformer(show_locals=False)
         return [
+            _add_pid,
             structlog.processors.ExceptionRenderer(tracebacks),
             structlog.processors.JSONRenderer(),
         ]
     return [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
 
 
-def configure_logging(level: str, log_format: LogFormat) -> None:
-    """Route every logger to one handler on stderr, rendered as `log_format`."""
+def _handler(log_format: LogFormat) -> logging.Handler:
     before_render: list[structlog.typing.Processor] = [
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
@@ -87,8 +93,21 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
             ],
         )
     )
+    return handler
+
+
+def uvicorn_handler() -> logging.Handler:
+    """The handler of `log_config.json`, which `uvicorn --log-config` applies in each of its
+    processes before any app exists: the reloader's and the workers' parent's lines too."""
+    from app.core.config import load_settings
+
+    return _handler(load_settings().log_renderer)
+
+
+def configure_logging(level: str, log_format: LogFormat) -> None:
+    """Route every logger to one handler on stderr, rendered as `log_format`."""
     root = logging.getLogger()
-    root.handlers = [handler]
+    root.handlers = [_handler(log_format)]
     root.setLevel(level)
     # uvicorn set up its own handlers before it built the app: its records now go through ours.
     for name in ("uvicorn", "uvicorn.error"):
@@ -100,3 +119,5 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
     access.handlers = [logging.NullHandler()]
     access.propagate = False
     logging.captureWarnings(True)  # Python warnings become records of the `py.warnings` logger
+    # aiosqlite logs every statement with its parameters (emails, names) at DEBUG.
+    logging.getLogger("aiosqlite").setLevel(max(root.level, logging.INFO))

@@ -78,16 +78,20 @@ class ResilientProvider:
         )
 
     async def _counted(self, request: ProviderRequest) -> BaseModel:
-        calls = self._metrics.provider_calls
+        started = time.perf_counter()
+        outcome = "error"  # a bug of ours, not the provider's: counted all the same
         try:
             result = await self.provider.run(request)
+            outcome = "ok"
         except ProviderError as exc:
-            calls.labels(outcome=exc.code).inc()
+            outcome = exc.code
             raise
         except asyncio.CancelledError:
             # An attempt timeout or the request deadline cut the call (or the caller left). It
             # reached the provider all the same, and a hanging provider shows up only here.
-            calls.labels(outcome="cancelled").inc()
+            outcome = "cancelled"
             raise
-        calls.labels(outcome="ok").inc()
+        finally:
+            self._metrics.provider_calls.labels(outcome=outcome).inc()
+            self._metrics.provider_latency.labels(outcome).observe(time.perf_counter() - started)
         return result

@@ -48,7 +48,11 @@ class Database:
         if self.is_sqlite:
             _ensure_sqlite_folder(url)
         self.engine: AsyncEngine = create_async_engine(
-            url, connect_args=connect_args, pool_pre_ping=not self.is_sqlite
+            url,
+            connect_args=connect_args,
+            pool_pre_ping=not self.is_sqlite,
+            # Parameters are user data (emails, names): never in SQL logs or error messages.
+            hide_parameters=True,
         )
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
