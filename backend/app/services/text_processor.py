@@ -3,7 +3,9 @@
 A request is answered from a fresh cache entry if there is one; otherwise concurrent identical
 requests share one provider call (single-flight) whose answer is cached with the operation's
 TTL. While the breaker is open, a stale entry within the grace window is served as `degraded`
-(and never written back). Every request leaves a history row, whatever its outcome.
+(and never written back). Every request leaves a history row, whatever its outcome, with the
+tokens of the provider call it made: none for a cache hit or a shared call, unknown (NULL) when
+the call failed, since pydantic-ai reports no usage with an error.
 """
 
 import asyncio
@@ -11,6 +13,7 @@ import hashlib
 import json
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import ErrorDetail
@@ -40,7 +43,15 @@ DEFAULT_TTL_SECONDS: dict[Operation, int] = {
 # Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F; tab and newline are kept.
 _CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
-Answer = tuple[dict[str, Any], bool]  # (value, came from the cache)
+
+@dataclass(frozen=True)
+class _Answer:
+    value: dict[str, Any]
+    cached: bool
+    degraded: bool = False
+    input_tokens: int = 0  # of this request's own provider call
+    output_tokens: int = 0
+    tokens_estimated: bool = False
 
 
 def clean_text(text: str) -> str:
@@ -80,7 +91,7 @@ class TextProcessor:
         self._ttl = {**DEFAULT_TTL_SECONDS, **ttl_seconds}
         self._grace = stale_grace_seconds
         self._batch_concurrency = batch_concurrency
-        self._flights: SingleFlight[Answer] = SingleFlight()
+        self._flights: SingleFlight[_Answer] = SingleFlight()
 
     async def process(
         self, request: TextProcessRequest, caller: str, *, read_cache: bool = True
@@ -93,10 +104,10 @@ class TextProcessor:
         provider_request = ProviderRequest(
             request.operation, text, options_dict(request.options), question
         )
-        cached = degraded = False
+        answer: _Answer | None = None
         outcome = "ok"
         try:
-            value, cached, degraded = await self._answer(provider_request, read_cache)
+            answer = await self._answer(provider_request, read_cache)
         except AppError as exc:
             outcome = exc.code
             raise
@@ -108,43 +119,53 @@ class TextProcessor:
                     operation=request.operation,
                     text=text,
                     model=self._provider.model_id,
-                    cached=cached,
-                    degraded=degraded,
+                    cached=answer is not None and answer.cached,
+                    degraded=answer is not None and answer.degraded,
                     latency_ms=elapsed_ms,
                     outcome=outcome,
+                    input_tokens=answer.input_tokens if answer else None,
+                    output_tokens=answer.output_tokens if answer else None,
+                    tokens_estimated=answer is not None and answer.tokens_estimated,
                 )
             )
         return TextProcessResponse(
             operation=request.operation,
-            result=value["result"],
-            model=value["model"],
-            cached=cached,
-            degraded=degraded,
+            result=answer.value["result"],
+            model=answer.value["model"],
+            cached=answer.cached,
+            degraded=answer.degraded,
             processing_time_ms=round(elapsed_ms, 3),
         )
 
-    async def _answer(
-        self, request: ProviderRequest, read_cache: bool
-    ) -> tuple[dict[str, Any], bool, bool]:
+    async def _answer(self, request: ProviderRequest, read_cache: bool) -> _Answer:
         key = cache_key(request, self._provider.model_id)
         if read_cache and (entry := await self._cache.get(key)) is not None and entry.fresh:
-            return entry.value, True, False
+            return _Answer(entry.value, cached=True)
 
-        async def compute() -> Answer:
-            result = await self._provider.run(request)
-            value = {"result": result.model_dump(mode="json"), "model": self._provider.model_id}
+        async def compute() -> _Answer:
+            answer = await self._provider.run(request)
+            value = {
+                "result": answer.output.model_dump(mode="json"),
+                "model": self._provider.model_id,
+            }
             await self._cache.set(key, value, self._ttl[request.operation])
-            return value, False
+            return _Answer(
+                value,
+                cached=False,
+                input_tokens=answer.input_tokens,
+                output_tokens=answer.output_tokens,
+                tokens_estimated=answer.estimated,
+            )
 
         try:
-            (value, from_cache), shared = await self._flights.run(key, compute)
+            answer, shared = await self._flights.run(key, compute)
         except CircuitOpenError:
             stale = await self._cache.get(key, allow_stale_seconds=self._grace)
             if stale is None:
                 raise
-            return stale.value, True, True
+            return _Answer(stale.value, cached=True, degraded=True)
         # Callers that shared another's provider call did not call the provider themselves.
-        return value, from_cache or shared, False
+        return _Answer(answer.value, cached=True) if shared else answer
 
     async def process_batch(
         self, items: list[TextProcessRequest], caller: str, *, read_cache: bool = True

@@ -79,6 +79,17 @@ class ProviderRequest:
         return json.dumps(document, ensure_ascii=False)
 
 
+@dataclass(frozen=True)
+class ProviderAnswer:
+    """A result and the tokens the run cost, as pydantic-ai's usage reports them (every request
+    of the run, the output-validation retry included)."""
+
+    output: BaseModel
+    input_tokens: int
+    output_tokens: int
+    estimated: bool  # the local model counts no tokens: pydantic-ai estimated them
+
+
 def build_model(settings: Settings) -> Model:
     """The model AI_MODEL names; a bad name or a missing key is a ConfigurationError."""
     if settings.ai_model == LOCAL_MODEL_NAME:
@@ -167,7 +178,7 @@ class AIProvider:
         if client is not None and hasattr(client, "close"):
             await client.close()
 
-    async def run(self, request: ProviderRequest) -> BaseModel:
+    async def run(self, request: ProviderRequest) -> ProviderAnswer:
         agent = self._agents[request.operation]
         try:
             result = await agent.run(request.as_user_message())
@@ -183,8 +194,13 @@ class AIProvider:
             raise InvalidProviderOutputError(
                 "The AI provider's answer did not match the expected result, even after a retry."
             ) from exc
-        output: BaseModel = result.output
-        return output
+        usage = result.usage
+        return ProviderAnswer(
+            result.output,
+            usage.input_tokens,
+            usage.output_tokens,
+            estimated=self.model_id == LOCAL_MODEL_NAME,
+        )
 
 
 def _http_error(exc: ModelHTTPError) -> ProviderError:

@@ -5,10 +5,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from pydantic import BaseModel
-
 from app.core.exceptions import ProviderError
-from app.infrastructure.ai.provider import AIProvider, ProviderRequest
+from app.infrastructure.ai.provider import AIProvider, ProviderAnswer, ProviderRequest
 from app.infrastructure.metrics import Metrics
 from app.infrastructure.resilience.breaker import CircuitBreaker
 from app.infrastructure.resilience.retry import RetryPolicy, Sleep, call_with_retries
@@ -70,14 +68,14 @@ class ResilientProvider:
             self._check_task.cancel()
             await asyncio.gather(self._check_task, return_exceptions=True)
 
-    async def run(self, request: ProviderRequest) -> BaseModel:
+    async def run(self, request: ProviderRequest) -> ProviderAnswer:
         return await self.breaker.call(
             lambda: call_with_retries(
                 lambda: self._counted(request), self._retry_policy, sleep=self._sleep
             )
         )
 
-    async def _counted(self, request: ProviderRequest) -> BaseModel:
+    async def _counted(self, request: ProviderRequest) -> ProviderAnswer:
         started = time.perf_counter()
         outcome = "error"  # a bug of ours, not the provider's: counted all the same
         try:
@@ -94,4 +92,6 @@ class ResilientProvider:
         finally:
             self._metrics.provider_calls.labels(outcome=outcome).inc()
             self._metrics.provider_latency.labels(outcome).observe(time.perf_counter() - started)
+        self._metrics.tokens.labels(self.model_id, "input").inc(result.input_tokens)
+        self._metrics.tokens.labels(self.model_id, "output").inc(result.output_tokens)
         return result
