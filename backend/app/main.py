@@ -2,6 +2,7 @@
 
 import functools
 import gc
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,7 @@ from app.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.config import Settings, load_settings
 from app.core.logging import configure_logging
 from app.infrastructure.metrics import Metrics, worker_metrics
+from app.infrastructure.tracing import Tracing
 from app.resources import Externals, open_resources
 
 TITLE = "LLM Starter"
@@ -24,18 +26,22 @@ TITLE = "LLM Starter"
 
 def create_app(settings: Settings | None = None, externals: Externals | None = None) -> FastAPI:
     settings = settings or load_settings()
+    externals = externals or Externals()
     configure_logging(settings.log_level, settings.log_renderer)
     metrics = Metrics()
+    tracing = Tracing.configure(os.environ, externals.span_exporter)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with (
             worker_metrics(),
-            open_resources(settings, metrics, externals or Externals()) as resources,
+            open_resources(settings, metrics, externals, tracing) as resources,
         ):
             app.state.resources = resources
             _freeze_startup_objects()
             yield
+        if tracing is not None:
+            tracing.shutdown()
 
     app = FastAPI(
         title=TITLE,
@@ -49,6 +55,8 @@ def create_app(settings: Settings | None = None, externals: Externals | None = N
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    if tracing is not None:
+        tracing.instrument_app(app)
     return app
 
 

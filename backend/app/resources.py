@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic_ai.models import Model
 from redis.asyncio import Redis
@@ -26,6 +27,11 @@ from app.services.auth import Authenticator
 from app.services.history import HistoryService
 from app.services.text_processor import TextProcessor
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from app.infrastructure.tracing import Tracing
+
 logger = logging.getLogger(__name__)
 
 
@@ -35,12 +41,14 @@ class Externals:
 
     Tests pass a fakeredis client or a fake AI model here: the fake stands where the outside
     world stands, and everything of ours between the route and that boundary runs for real.
+    A span exporter (the trace collector's stand-in) turns tracing on whatever OTEL_* says.
     """
 
     redis: Redis | None = None
     ai_model: Model | None = None
     clock: Callable[[], float] = time.time
     sleep: Sleep = asyncio.sleep
+    span_exporter: "SpanExporter | None" = None
 
 
 @dataclass
@@ -60,18 +68,25 @@ class Resources:
 
 @asynccontextmanager
 async def open_resources(
-    settings: Settings, metrics: Metrics, externals: Externals
+    settings: Settings, metrics: Metrics, externals: Externals, tracing: "Tracing | None" = None
 ) -> AsyncIterator[Resources]:
-    provider = AIProvider(externals.ai_model or build_model(settings))  # bad AI_MODEL: stop here
+    model = externals.ai_model or build_model(  # bad AI_MODEL: stop here
+        settings, tracing.instrument_http_client if tracing else None
+    )
+    provider = AIProvider(model, tracing.ai_instrumentation() if tracing else None)
     database = Database(settings.database_url)
     history = HistoryService(database)
     redis = externals.redis
     if redis is None and settings.redis_url:
         redis = create_redis(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds)
+    if tracing is not None and redis is not None:
+        tracing.instrument_redis(redis)
     resilient: ResilientProvider | None = None
     try:
         if settings.auto_migrate:
             await database.migrate()
+        if tracing is not None:  # after the migration: its statements are no request's
+            tracing.instrument_engine(database.engine)
         cache = ResponseCache(
             redis,
             lru_size=settings.cache_lru_size,
@@ -114,6 +129,7 @@ async def open_resources(
             ttl_seconds=settings.cache_ttl_seconds,
             stale_grace_seconds=settings.cache_stale_grace_seconds,
             batch_concurrency=settings.batch_concurrency,
+            tracer=tracing.tracer() if tracing else None,
         )
         accounts = AccountService(database, settings)
         if settings.uses_dev_keys:

@@ -13,9 +13,11 @@ import hashlib
 import json
 import re
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.trace import Span, Tracer
 from shared.errors import ErrorDetail
 from shared.text import (
     BatchItemResult,
@@ -84,7 +86,9 @@ class TextProcessor:
         ttl_seconds: dict[Operation, int],
         stale_grace_seconds: float,
         batch_concurrency: int,
+        tracer: Tracer | None = None,
     ) -> None:
+        self._tracer = tracer  # None: tracing is off, and spans cost nothing
         self._provider = provider
         self._cache = cache
         self._history = history
@@ -113,21 +117,22 @@ class TextProcessor:
             raise
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
-            await self._history.record(
-                HistoryEntry(
-                    api_key_id=caller,
-                    operation=request.operation,
-                    text=text,
-                    model=self._provider.model_id,
-                    cached=answer is not None and answer.cached,
-                    degraded=answer is not None and answer.degraded,
-                    latency_ms=elapsed_ms,
-                    outcome=outcome,
-                    input_tokens=answer.input_tokens if answer else None,
-                    output_tokens=answer.output_tokens if answer else None,
-                    tokens_estimated=answer is not None and answer.tokens_estimated,
+            with self._span("history write"):
+                await self._history.record(
+                    HistoryEntry(
+                        api_key_id=caller,
+                        operation=request.operation,
+                        text=text,
+                        model=self._provider.model_id,
+                        cached=answer is not None and answer.cached,
+                        degraded=answer is not None and answer.degraded,
+                        latency_ms=elapsed_ms,
+                        outcome=outcome,
+                        input_tokens=answer.input_tokens if answer else None,
+                        output_tokens=answer.output_tokens if answer else None,
+                        tokens_estimated=answer is not None and answer.tokens_estimated,
+                    )
                 )
-            )
         return TextProcessResponse(
             operation=request.operation,
             result=answer.value["result"],
@@ -139,8 +144,14 @@ class TextProcessor:
 
     async def _answer(self, request: ProviderRequest, read_cache: bool) -> _Answer:
         key = cache_key(request, self._provider.model_id)
-        if read_cache and (entry := await self._cache.get(key)) is not None and entry.fresh:
-            return _Answer(entry.value, cached=True)
+        if read_cache:
+            with self._span("cache lookup") as span:
+                entry = await self._cache.get(key)
+                hit = entry is not None and entry.fresh
+                if span is not None:
+                    span.set_attribute("cache.hit", hit)
+            if entry is not None and hit:
+                return _Answer(entry.value, cached=True)
 
         async def compute() -> _Answer:
             answer = await self._provider.run(request)
@@ -166,6 +177,11 @@ class TextProcessor:
             return _Answer(stale.value, cached=True, degraded=True)
         # Callers that shared another's provider call did not call the provider themselves.
         return _Answer(answer.value, cached=True) if shared else answer
+
+    def _span(self, name: str) -> AbstractContextManager[Span | None]:
+        if self._tracer is None:
+            return nullcontext()
+        return self._tracer.start_as_current_span(name)
 
     async def process_batch(
         self, items: list[TextProcessRequest], caller: str, *, read_cache: bool = True

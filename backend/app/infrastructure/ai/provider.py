@@ -10,8 +10,9 @@ SDK's own hidden retries are turned off here.
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from pydantic_ai import Agent
@@ -33,6 +34,12 @@ from app.core.exceptions import (
     ProviderTimeoutError,
 )
 from app.infrastructure.ai.local_model import LOCAL_MODEL_NAME, local_model
+
+if TYPE_CHECKING:
+    from pydantic_ai.models.instrumented import InstrumentationSettings
+
+# Called with the HTTP client of an OpenAI-compatible model as it is built (to trace it).
+HttpClientHook = Callable[[Any], None]
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +97,7 @@ class ProviderAnswer:
     estimated: bool  # the local model counts no tokens: pydantic-ai estimated them
 
 
-def build_model(settings: Settings) -> Model:
+def build_model(settings: Settings, on_http_client: HttpClientHook | None = None) -> Model:
     """The model AI_MODEL names; a bad name or a missing key is a ConfigurationError."""
     if settings.ai_model == LOCAL_MODEL_NAME:
         return local_model()
@@ -98,7 +105,9 @@ def build_model(settings: Settings) -> Model:
     api_key = settings.ai_api_key.get_secret_value() if settings.ai_api_key else None
     try:
         if provider_name in {"openai", "openai-chat"} and (settings.ai_base_url or api_key):
-            return _openai_compatible(provider_name, model_name, settings.ai_base_url, api_key)
+            return _openai_compatible(
+                provider_name, model_name, settings.ai_base_url, api_key, on_http_client
+            )
         if api_key:
             raise ConfigurationError(
                 f"AI_API_KEY is only applied to openai: models; for {provider_name!r} set the "
@@ -114,16 +123,25 @@ def build_model(settings: Settings) -> Model:
 
 
 def _openai_compatible(
-    provider_name: str, model_name: str, base_url: str | None, api_key: str | None
+    provider_name: str,
+    model_name: str,
+    base_url: str | None,
+    api_key: str | None,
+    on_http_client: HttpClientHook | None,
 ) -> Model:
-    from openai import AsyncOpenAI
+    from openai import AsyncOpenAI, DefaultAsyncHttpxClient
     from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
     from pydantic_ai.providers.openai import OpenAIProvider
 
     if not model_name:
         raise ConfigurationError(f"AI_MODEL needs a model name after '{provider_name}:'")
+    http_client = DefaultAsyncHttpxClient()  # the SDK's defaults, in a client we can trace
+    if on_http_client is not None:
+        on_http_client(http_client)
     # max_retries=0: the SDK would otherwise retry twice on its own, invisible to our breaker.
-    client = AsyncOpenAI(base_url=base_url, api_key=api_key or "not-needed", max_retries=0)
+    client = AsyncOpenAI(
+        base_url=base_url, api_key=api_key or "not-needed", max_retries=0, http_client=http_client
+    )
     provider = OpenAIProvider(openai_client=client)
     if provider_name == "openai-chat":
         return OpenAIChatModel(model_name, provider=provider)
@@ -133,7 +151,9 @@ def _openai_compatible(
 class AIProvider:
     """One attempt at an operation; pydantic-ai's errors leave as our ProviderError family."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(
+        self, model: Model, instrumentation: "InstrumentationSettings | None" = None
+    ) -> None:
         self.model = model
         self.model_id = (
             LOCAL_MODEL_NAME
@@ -146,9 +166,12 @@ class AIProvider:
                 output_type=RESULT_TYPE_BY_OPERATION[operation],
                 instructions=INSTRUCTIONS[operation],
                 retries=1,  # invalid output is sent back for one more try, then it is an error
+                name=operation.value,  # names the agent's span: `invoke_agent summarize`
             )
             for operation in Operation
         }
+        for agent in self._agents.values():
+            agent.instrument = instrumentation  # None: not traced
 
     async def check(self, timeout_seconds: float) -> str | None:
         """Why the provider would refuse our calls, by the cheapest request it has; None when it
