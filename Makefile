@@ -33,7 +33,7 @@ run: ## Serve the backend on :8000 and the frontend on :8501 (Ctrl-C stops both)
 	wait
 
 run-backend: ## Serve the backend alone, reloading on change
-	$(BIN)/uvicorn app.main:create_app --factory --reload --reload-dir backend \
+	@$(BIN)/uvicorn app.main:create_app --factory --reload --reload-dir backend \
 		--log-config backend/app/log_config.json --host 127.0.0.1 --port $(BACKEND_PORT)
 
 run-frontend: ## Serve the Streamlit frontend alone
