@@ -6,7 +6,7 @@ from typing import Any
 import streamlit as st
 from shared.text import HistoryRecord
 from streamlit_app.session import open_client
-from streamlit_app.ui import run_page
+from streamlit_app.ui import duration, run_page
 
 MAX_RECORDS = 500
 PAGE_SIZE = 100
@@ -87,7 +87,7 @@ def render() -> None:
     requests, hit_ratio, latency = st.columns(3)
     requests.metric("Requests", total)
     hit_ratio.metric("Cache hit ratio", f"{sum(r.cached for r in records) / len(records):.0%}")
-    latency.metric("Median latency", f"{median(r.latency_ms for r in records):.0f} ms")
+    latency.metric("Median latency", duration(median(r.latency_ms for r in records)))
 
     _charts(records)
 
