@@ -3,7 +3,12 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+# uv: the one on PATH, else a private copy in .tools/ (pinned, with hashes, in
+# scripts/uv-requirements.txt). Never pip into $(PYTHON) itself: an externally managed Python
+# (PEP 668: Debian, Ubuntu, Fedora, Homebrew) refuses it, and the system's packages are not ours.
+TOOLS := .tools
+UV_ON_PATH := $(shell command -v uv 2>/dev/null)
+UV := $(or $(UV_ON_PATH),$(TOOLS)/bin/uv)
 export UV_PYTHON ?= $(PYTHON)
 export UV_PYTHON_DOWNLOADS ?= never
 # This machine sets PYTHONDONTWRITEBYTECODE; without compiled bytecode every start is seconds slower.
@@ -22,9 +27,14 @@ help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
 
-install: ## Install everything from the lock into .venv (installs uv with pip if missing)
-	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+install: $(if $(UV_ON_PATH),,$(TOOLS)/bin/uv) ## Install everything from the lock into .venv
 	$(UV) sync --frozen
+
+# pip reads no SSL_CERT_FILE (uv does): behind a TLS proxy it gets the same CA bundle explicitly.
+$(TOOLS)/bin/uv: scripts/uv-requirements.txt
+	$(PYTHON) -m venv --clear $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+		$(if $(SSL_CERT_FILE),--cert "$(SSL_CERT_FILE)") -r scripts/uv-requirements.txt
 
 run: ## Serve the backend on :8000 and the frontend on :8501 (Ctrl-C stops both)
 	@trap 'kill 0' INT TERM; \
