@@ -36,22 +36,26 @@ $(TOOLS)/bin/uv: scripts/uv-requirements.txt
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
 		$(if $(SSL_CERT_FILE),--cert "$(SSL_CERT_FILE)") -r scripts/uv-requirements.txt
 
-run: ## Serve the backend on :8000 and the frontend on :8501 (Ctrl-C stops both)
-	@trap 'kill 0' INT TERM; \
-	$(MAKE) --no-print-directory run-backend & \
-	$(MAKE) --no-print-directory run-frontend & \
-	wait
+# The development servers, both on loopback only: the frontend holds the operator key.
+# `app.cli serve` checks the settings before uvicorn's reloader starts (one line if one is bad).
+BACKEND_SERVER = $(BIN)/python -m app.cli serve --reload --reload-dir backend --reload-dir shared \
+	--host 127.0.0.1 --port $(BACKEND_PORT)
+FRONTEND_SERVER = $(BIN)/streamlit run frontend/streamlit_app/main.py --server.headless true \
+	--server.address 127.0.0.1 --server.port $(FRONTEND_PORT) --browser.gatherUsageStats false
+# The frontend's defaults: the backend of `make run`, with its development keys.
+run run-frontend: export BACKEND_URL ?= http://127.0.0.1:$(BACKEND_PORT)
+run run-frontend: export BACKEND_API_KEY ?= $(DEV_API_KEY)
+run run-frontend: export BACKEND_OPERATOR_KEY ?= $(DEV_OPERATOR_KEY)
+
+run: ## Serve the backend on :8000 and the frontend on :8501 (Ctrl-C or SIGTERM stops both)
+	@$(BIN)/python -m app.cli check
+	@exec $(BIN)/python scripts/run_together.py "$(BACKEND_SERVER)" "$(FRONTEND_SERVER)"
 
 run-backend: ## Serve the backend alone, reloading on change
-	$(BIN)/uvicorn app.main:create_app --factory --reload --reload-dir backend \
-		--host 127.0.0.1 --port $(BACKEND_PORT)
+	$(BACKEND_SERVER)
 
 run-frontend: ## Serve the Streamlit frontend alone
-	BACKEND_URL=$${BACKEND_URL:-http://127.0.0.1:$(BACKEND_PORT)} \
-	BACKEND_API_KEY=$${BACKEND_API_KEY:-$(DEV_API_KEY)} \
-	BACKEND_OPERATOR_KEY=$${BACKEND_OPERATOR_KEY:-$(DEV_OPERATOR_KEY)} \
-	$(BIN)/streamlit run frontend/streamlit_app/main.py --server.headless true \
-		--server.port $(FRONTEND_PORT) --browser.gatherUsageStats false
+	$(FRONTEND_SERVER)
 
 test: ## Run every test but the browser one; real-service tiers skip when absent
 	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
