@@ -1,9 +1,14 @@
 #!/bin/sh
-# Debian packages the full test suite and benchmarks use beyond Python: a redis-server binary for
-# the fault tests, and wrk for `make bench`. Idempotent; installs only what is missing.
+# Debian packages the project uses beyond Python: python3-venv (Debian's python3 has no ensurepip
+# without it, and `make install` makes a private virtual environment for uv when none is on PATH),
+# a redis-server binary for the fault tests, and wrk for `make bench`. Idempotent; installs only
+# what is missing.
 # (The container engine has its own script: scripts/container-engine.sh.)
 set -eu
 missing=""
+if [ -x /usr/bin/python3 ] && ! /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  missing="$missing python3-venv"
+fi
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
 if [ -z "$missing" ]; then

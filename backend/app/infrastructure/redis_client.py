@@ -5,6 +5,7 @@ for seconds would turn a Redis outage into a slow API instead of a degraded but 
 """
 
 import logging
+from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -36,6 +37,13 @@ def create_redis(url: str, *, timeout_seconds: float = 0.5) -> Redis:
         # restart, each pooled connection would fail its next command instead of reconnecting.
         maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
+
+
+def loggable_url(url: str) -> str:
+    """The URL without credentials or query (where a password may also travel), for logs."""
+    parts = urlsplit(url)
+    address = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, address, parts.path, "", ""))
 
 
 async def ping(redis: Redis) -> bool:

@@ -76,20 +76,30 @@ class Database:
             return False
         return True
 
-    async def migrate(self) -> None:
+    async def migrate(self) -> str | None:
+        """Upgrade the schema to the newest revision; say so in one line, and return it."""
         async with self.engine.begin() as connection:
-            await connection.run_sync(_upgrade_to_head, self.url)
+            before, after = await connection.run_sync(_upgrade_to_head, self.url)
+        if before == after:
+            logger.info("database schema up to date (revision %s)", after)
+        else:
+            logger.info("database schema migrated from %s to %s", before or "empty", after)
+        return after
 
     async def dispose(self) -> None:
         await self.engine.dispose()
 
 
-def _upgrade_to_head(connection: Connection, url: str) -> None:
+def _upgrade_to_head(connection: Connection, url: str) -> tuple[str | None, str | None]:
+    """The revisions before and after the upgrade (None: an empty database)."""
     from alembic import command
+    from alembic.runtime.migration import MigrationContext
 
     config = alembic_config(url)
     config.attributes["connection"] = connection
+    before = MigrationContext.configure(connection).get_current_revision()
     command.upgrade(config, "head")
+    return before, MigrationContext.configure(connection).get_current_revision()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
