@@ -9,10 +9,9 @@ import re
 import time
 import uuid
 
-from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import app_error_response, error_response
+from app.api.errors import BodyReadError, app_error_response, error_response
 from app.core.exceptions import PayloadTooLargeError
 from app.core.logging import request_id_var
 from app.infrastructure.metrics import Metrics
@@ -76,13 +75,9 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        message = f"The request body exceeds the limit of {self.max_body_bytes} bytes."
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            too_large = PayloadTooLargeError(
-                message, details={"max_body_bytes": self.max_body_bytes}
-            )
-            await app_error_response(too_large)(scope, receive, send)
+            await app_error_response(self._too_large())(scope, receive, send)
             return
         received = 0
 
@@ -92,8 +87,14 @@ class BodySizeLimitMiddleware:
             if chunk["type"] == "http.request":
                 received += len(chunk.get("body", b""))
                 if received > self.max_body_bytes:
-                    # FastAPI turns any other error raised while reading the body into a 400.
-                    raise HTTPException(status_code=413, detail=message)
+                    raise BodyReadError(self._too_large())
             return chunk
 
         await self.app(scope, counting_receive, send)
+
+    def _too_large(self) -> PayloadTooLargeError:
+        """The same error whether the body declared its length or was streamed."""
+        return PayloadTooLargeError(
+            f"The request body exceeds the limit of {self.max_body_bytes} bytes.",
+            details={"max_body_bytes": self.max_body_bytes},
+        )
