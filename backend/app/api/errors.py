@@ -23,7 +23,12 @@ from app.core.logging import request_id_var
 
 logger = logging.getLogger(__name__)
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+_HTTP_CODES = {
+    401: "authentication_required",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
 
 
 def error_response(
@@ -33,6 +38,7 @@ def error_response(
     *,
     details: Any = None,
     retry_after_seconds: float | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = ErrorResponse(
         error=ErrorDetail(
@@ -42,7 +48,7 @@ def error_response(
             request_id=request_id_var.get(),
         )
     )
-    headers = {}
+    headers = dict(headers or {})
     if retry_after_seconds is not None:
         # Retry-After takes whole seconds (RFC 9110); Retry-After-Ms, as OpenAI's API sends it,
         # and the body's retry_after_ms give the precise figure.
@@ -181,7 +187,7 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 400 and (reason := _why_unreadable(exc.__cause__)):
         return app_error_response(_unreadable(reason))
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail))
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
 async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:

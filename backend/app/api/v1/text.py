@@ -110,7 +110,9 @@ async def operations(_principal: PrincipalDep) -> OperationsResponse:
 )
 async def process(
     request: Request,
-    body: Annotated[TextProcessRequest, Body(openapi_examples=examples.PROCESS)],
+    body: Annotated[
+        TextProcessRequest, Body(title="TextProcessRequest", openapi_examples=examples.PROCESS)
+    ],
     principal: PrincipalDep,
     cache_control: CacheControl = None,
 ) -> TextProcessResponse:
