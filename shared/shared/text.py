@@ -203,8 +203,7 @@ class QaRequest(BaseTextRequest):
 
 
 # One schema per operation, chosen by `operation`: the OpenAPI document shows each operation's
-# own fields, and an error points at the field that is wrong. (A `Discriminator`, not
-# `Field(discriminator=...)`: FastAPI would read a `Field` here as the parameter's own settings.)
+# own fields, and an error points at the field that is wrong.
 TextProcessRequest = Annotated[
     SummarizeRequest | SentimentRequest | KeyPointsRequest | QuestionsRequest | QaRequest,
     Discriminator("operation"),
