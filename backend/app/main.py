@@ -4,14 +4,11 @@ import functools
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse
 
 from app.api import internal, v1
+from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.config import Settings, load_settings
@@ -38,10 +35,12 @@ def create_app(settings: Settings | None = None, externals: Externals | None = N
         title=TITLE,
         summary="Public API: text processing, batch, accounts, history, health.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, from local assets
+        redoc_url=None,
     )
     app.include_router(v1.router)
     app.include_router(internal.router, include_in_schema=False)
-    _serve_internal_docs(app)
+    install_docs(app, internal.router)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
@@ -60,25 +59,3 @@ def _freeze_startup_objects() -> None:
     session starts many apps in one process, and freezing each time would keep their garbage.
     """
     gc.freeze()
-
-
-def _serve_internal_docs(app: FastAPI) -> None:
-    """The operator API gets its own OpenAPI document, kept out of the public one."""
-    schema: dict[str, Any] = {}
-
-    @app.get("/internal/openapi.json", include_in_schema=False)
-    async def internal_openapi() -> dict[str, Any]:
-        if not schema:
-            schema.update(
-                get_openapi(
-                    title=f"{TITLE} (internal)",
-                    version=app.version,
-                    summary="Operator API: readiness, cache, circuit breakers, accounts, metrics.",
-                    routes=internal.router.routes,
-                )
-            )
-        return schema
-
-    @app.get("/internal/docs", include_in_schema=False)
-    async def internal_docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/internal/openapi.json", title=f"{TITLE} internal")

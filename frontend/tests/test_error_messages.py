@@ -92,7 +92,7 @@ class TestErrorMessages:
 
         assert not page.exception
         assert _errors(page, read_markdown) == [
-            "The request was not valid: operation 'qa' requires a non-empty 'question'."
+            "The request was not valid: question: Field required."
         ]
         assert not [header for header in page.subheader if header.value.startswith("Result")]
 

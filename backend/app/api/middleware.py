@@ -9,10 +9,11 @@ import re
 import time
 import uuid
 
-from fastapi import HTTPException
+from fastapi.routing import iter_route_contexts
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import app_error_response, error_response
+from app.api.errors import BodyReadError, app_error_response, error_response
 from app.core.exceptions import PayloadTooLargeError
 from app.core.logging import request_id_var
 from app.infrastructure.metrics import Metrics
@@ -21,12 +22,31 @@ logger = logging.getLogger(__name__)
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+def _route_templates(routes: list[BaseRoute]) -> dict[object, str]:
+    """Each endpoint's full path template, prefixes and mounts included (`/v1/health`,
+    `/internal/accounts/{account_id}/revoke`, `/docs-assets/{path}`).
+
+    The router leaves the endpoint it chose in the scope, but not its full template: an
+    included route knows only its own part (`/health`, for `/v1/health` and `/internal/health`
+    alike), and plain routes such as `/docs` leave no route at all.
+    """
+    templates: dict[object, str] = {}
+    for context in iter_route_contexts(routes):
+        # A mount's "endpoint" in the scope is the app it mounts.
+        endpoint = context.endpoint or getattr(context, "app", None)
+        if endpoint is not None and context.path_format is not None:
+            templates[endpoint] = context.path_format
+    return templates
+
+
 class RequestContextMiddleware:
-    """Gives every response an X-Request-ID and turns an unhandled error into a clean 500."""
+    """Gives every response an X-Request-ID, counts it in the metrics under its route
+    template, and turns an unhandled error into a clean 500."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._templates: dict[object, str] | None = None  # built at the first request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,10 +79,15 @@ class RequestContextMiddleware:
                 response = error_response(500, "internal_error", "An unexpected error occurred.")
                 await response(scope, receive, send_with_id)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = self._route(scope)
             self.metrics.requests.labels(scope["method"], route, str(status)).inc()
             self.metrics.request_latency.labels(route).observe(time.perf_counter() - started)
             request_id_var.reset(token)
+
+    def _route(self, scope: Scope) -> str:
+        if self._templates is None:  # every route is registered by the first request
+            self._templates = _route_templates(scope["app"].routes)
+        return self._templates.get(scope.get("endpoint"), "unmatched")
 
 
 class BodySizeLimitMiddleware:
@@ -76,13 +101,9 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        message = f"The request body exceeds the limit of {self.max_body_bytes} bytes."
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            too_large = PayloadTooLargeError(
-                message, details={"max_body_bytes": self.max_body_bytes}
-            )
-            await app_error_response(too_large)(scope, receive, send)
+            await app_error_response(self._too_large())(scope, receive, send)
             return
         received = 0
 
@@ -92,8 +113,14 @@ class BodySizeLimitMiddleware:
             if chunk["type"] == "http.request":
                 received += len(chunk.get("body", b""))
                 if received > self.max_body_bytes:
-                    # FastAPI turns any other error raised while reading the body into a 400.
-                    raise HTTPException(status_code=413, detail=message)
+                    raise BodyReadError(self._too_large())
             return chunk
 
         await self.app(scope, counting_receive, send)
+
+    def _too_large(self) -> PayloadTooLargeError:
+        """The same error whether the body declared its length or was streamed."""
+        return PayloadTooLargeError(
+            f"The request body exceeds the limit of {self.max_body_bytes} bytes.",
+            details={"max_body_bytes": self.max_body_bytes},
+        )

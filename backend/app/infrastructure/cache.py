@@ -239,6 +239,7 @@ class ResponseCache:
 
         Raises CacheUnavailableError when Redis is configured but cannot be reached: unlike a
         lookup, an invalidation that silently skipped Redis would let the old values come back.
+        This process's memory is emptied all the same, and the error says so.
         """
         if namespace == "":
             raise ValueError("namespace must not be empty; pass None to invalidate everything")
@@ -254,8 +255,10 @@ class ResponseCache:
         except _REDIS_ERRORS as exc:
             self._mark_down(exc)
             raise CacheUnavailableError(
-                "Redis is unavailable: the cache was not invalidated",
-                details={"namespace": namespace},
+                f"Redis is unavailable: {len(removed)} answer(s) were removed from this "
+                "worker's memory, but the answers in Redis, shared by every worker, remain. "
+                "Invalidate again once Redis is back.",
+                details={"namespace": namespace, "memory_removed": len(removed), "redis": "down"},
             ) from exc
         self._mark_up()
         return len(removed)

@@ -763,7 +763,11 @@ class TestRedisOutage:
             await cache.invalidate("summarize")
 
         assert "Redis is unavailable" in caught.value.message
-        assert caught.value.details == {"namespace": "summarize"}
+        assert caught.value.details == {
+            "namespace": "summarize",
+            "memory_removed": 0,
+            "redis": "down",
+        }
 
     async def test_unreachable_real_client_get_and_set_served_from_memory(
         self, clock: FakeClock
