@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids, the body-size limit, metrics, and the last-resort 500.
+"""Pure ASGI middleware: request ids and scope, the body-size limit, metrics, the last-resort 500.
 
 Pure ASGI rather than BaseHTTPMiddleware so that streaming bodies are counted as they arrive
 and a body over the limit is refused without being read into memory.
@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.api.errors import app_error_response, error_response
 from app.core.exceptions import PayloadTooLargeError
 from app.core.logging import request_id_var
+from app.infrastructure import redis_client
 from app.infrastructure.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,11 @@ _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class RequestContextMiddleware:
-    """Gives every response an X-Request-ID and turns an unhandled error into a clean 500."""
+    """Gives every response an X-Request-ID and turns an unhandled error into a clean 500.
+
+    Each request also gets its Redis scope: after one failed Redis command it sends no other,
+    so it waits out at most one Redis timeout.
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -52,7 +57,8 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            with redis_client.request_scope():
+                await self.app(scope, receive, send_with_id)
         except Exception:
             logger.exception("unhandled error")
             if not response_started:
