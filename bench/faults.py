@@ -7,8 +7,9 @@ loads it on loopback with a new text per request and a public key (`lua/tagged_p
 every request uses Redis three ways (rate limit, cache, breaker) and writes a history row.
 
 1. Redis frozen with SIGSTOP, then resumed: statuses, p99 against the healthy p99 plus one Redis
-   timeout, timeouts met while Redis was healthy (a timeout set too tight), and how long after
-   SIGCONT each worker sends Redis a command again (MONITOR; a worker is told by its sockets).
+   timeout (BENCH_FAULTS_ROUNDS alternating healthy and frozen loads, medians compared),
+   timeouts met while Redis was healthy (a timeout set too tight), and how long after SIGCONT
+   each worker sends Redis a command again (MONITOR; a worker is told by its sockets).
 2. PostgreSQL's postmaster killed with SIGKILL under load, then restarted: statuses, the history
    row of every request answered 200, rows of requests that were not (a commit whose answer died
    with the server), and whether the service serves again within a second of PostgreSQL
@@ -16,14 +17,16 @@ every request uses Redis three ways (rate limit, cache, breaker) and writes a hi
    worker: when was the last request it sent refused, when was its first 200).
 
 Prints the figures and whether each promise holds; exits non-zero only when something crashed.
-Knobs (environment): BENCH_FAULTS_SECONDS per load (8), BENCH_PROVIDER_LATENCY_MS (50); app
-settings (REDIS_TIMEOUT_SECONDS, say) reach the servers as they would in a deployment.
+Knobs (environment): BENCH_FAULTS_SECONDS per load (6), BENCH_FAULTS_ROUNDS (3),
+BENCH_PROVIDER_LATENCY_MS (50); app settings (REDIS_TIMEOUT_SECONDS, say) reach the servers as
+they would in a deployment.
 """
 
 import asyncio
 import hashlib
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -141,19 +144,28 @@ def redis_timeouts_logged(server: Server) -> int:
 
 
 async def redis_frozen(
-    server: Server, redis: RedisServerProcess, seconds: float, scratch: Path
+    server: Server, redis: RedisServerProcess, seconds: float, rounds: int, scratch: Path
 ) -> Check:
     timeout = float(
         os.environ.get("REDIS_TIMEOUT_SECONDS")
         or Settings.model_fields["redis_timeout_seconds"].default
     )
     check = Check([f"Redis frozen under load (REDIS_TIMEOUT_SECONDS={timeout:g})"])
-    logged_before = redis_timeouts_logged(server)
-    healthy = await asyncio.to_thread(load, server, seconds, "healthy", scratch)
-    false_timeouts = redis_timeouts_logged(server) - logged_before
     assert redis.process is not None
+    # Healthy and frozen loads alternate, and their p99s are compared by median: on a shared
+    # machine, another tenant's burst moves one load's p99 by hundreds of milliseconds.
+    runs: list[tuple[str, Run]] = []
+    false_timeouts = 0
+    for n in range(rounds):
+        logged_before = redis_timeouts_logged(server)
+        runs.append(("healthy", await asyncio.to_thread(load, server, seconds, f"h{n}", scratch)))
+        false_timeouts += redis_timeouts_logged(server) - logged_before
+        with frozen(redis.process):
+            runs.append(
+                ("frozen", await asyncio.to_thread(load, server, seconds, f"f{n}", scratch))
+            )
+        await asyncio.sleep(RESUME_AFTER)  # the next healthy load starts back on Redis
     with frozen(redis.process):
-        stopped = await asyncio.to_thread(load, server, seconds, "frozen", scratch)
         # wrk keeps its connections to whichever worker took them; the prober's fresh
         # connections reach every worker, so each has Redis to go back to.
         stop_probing = asyncio.Event()
@@ -167,26 +179,29 @@ async def redis_frozen(
         resumed_at = time.time()
     firsts = await monitor
     stop_probing.set()
-    probes, resumed = await prober, await resuming
+    probes = await prober
+    runs.append(("resumed", await resuming))
     by_worker = worker_delays(server, redis.port, firsts, resumed_at)
 
-    for name, run in (("healthy", healthy), ("frozen", stopped), ("resumed", resumed)):
+    outcomes = Outcomes()
+    for name, run in runs:
+        outcomes.merge(run.outcomes)
         check.info(
             f"{name:<8} {run.load.requests_per_second:6.0f} req/s  p50 {run.load.p50_ms:7.1f} ms"
             f"  p99 {run.load.p99_ms:7.1f} ms  {run.outcomes.line()}"
         )
-    outcomes = Outcomes()
-    for run in (healthy, stopped, resumed):
-        outcomes.merge(run.outcomes)
     for request_id, status, code, _, _ in probes:
         outcomes.add(request_id, status, code)
     check.promise(
         f"every answer 200 (wrk and prober: {outcomes.line()})", set(outcomes.counts) == {"200"}
     )
-    limit = healthy.load.p99_ms + timeout * 1000
+    healthy_p99 = statistics.median(run.load.p99_ms for name, run in runs if name == "healthy")
+    frozen_p99 = statistics.median(run.load.p99_ms for name, run in runs if name == "frozen")
+    limit = healthy_p99 + timeout * 1000
     check.promise(
-        f"frozen p99 {stopped.load.p99_ms:.0f} ms ≤ healthy p99 + one timeout ({limit:.0f} ms)",
-        stopped.load.p99_ms <= limit,
+        f"frozen p99 {frozen_p99:.0f} ms ≤ healthy p99 + one timeout ({limit:.0f} ms); "
+        f"medians of {rounds}",
+        frozen_p99 <= limit,
     )
     check.promise(
         f"no Redis timeout while it was healthy ({false_timeouts} logged)", not false_timeouts
@@ -375,7 +390,7 @@ def server_env(services: Services) -> dict[str, str]:
     }
 
 
-async def run(seconds: float) -> bool:
+async def run(seconds: float, rounds: int) -> bool:
     services = start_services()
     try:
         env = server_env(services)
@@ -392,7 +407,7 @@ async def run(seconds: float) -> bool:
                 print(f"load: wrk -t{THREADS} -c{CONNECTIONS}, uvicorn --workers {WORKERS}")
                 load(server, 1, "warmup", scratch)
                 checks = [
-                    await redis_frozen(server, services.redis, seconds, scratch),
+                    await redis_frozen(server, services.redis, seconds, rounds, scratch),
                     await postgres_killed(server, services.postgres, seconds, scratch),
                 ]
     finally:
@@ -409,8 +424,9 @@ def main() -> int:
     except WrkMissingError as exc:
         print(exc, file=sys.stderr)
         return 1
-    seconds = float(os.environ.get("BENCH_FAULTS_SECONDS", "8"))
-    held = asyncio.run(run(seconds))
+    seconds = float(os.environ.get("BENCH_FAULTS_SECONDS", "6"))
+    rounds = int(os.environ.get("BENCH_FAULTS_ROUNDS", "3"))
+    held = asyncio.run(run(seconds, rounds))
     print("every promise held" if held else "some promise did not hold (figures above)")
     return 0
 
