@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 FRONTEND_PORT ?= 8501
 
 .PHONY: help install run run-backend run-frontend test test-unit test-integration lint format \
-	typecheck migrate clean install-e2e test-e2e test-plan-check bench test-mutation docker-up docker-down check-compose container-engine \
+	typecheck migrate clean install-e2e test-e2e test-plan-check bench bench-faults test-mutation docker-up docker-down check-compose container-engine \
 	container-engine-stop
 
 help: ## List the targets
@@ -83,6 +83,9 @@ test-mutation: ## Mutation-test cache, breaker, auth and rate limit with mutmut 
 
 bench: ## Load benchmarks on loopback with wrk: figures and targets, reports/bench/
 	$(BIN)/python -m bench.run
+
+bench-faults: ## Redis frozen and PostgreSQL killed under load (wrk, 2 workers): figures, promises
+	$(BIN)/python -m bench.faults
 
 lint: ## ruff check and ruff format --check
 	$(BIN)/ruff check .

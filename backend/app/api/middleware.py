@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids, the body-size limit, metrics, and the last-resort 500.
+"""Pure ASGI middleware: request ids and scope, the body-size limit, metrics, the last-resort 500.
 
 Pure ASGI rather than BaseHTTPMiddleware so that streaming bodies are counted as they arrive
 and a body over the limit is refused without being read into memory.
@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.api.errors import BodyReadError, app_error_response, error_response
 from app.core.exceptions import PayloadTooLargeError
 from app.core.logging import request_id_var
+from app.infrastructure import redis_client
 from app.infrastructure.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,11 @@ def _route_templates(routes: list[BaseRoute]) -> dict[object, str]:
 
 class RequestContextMiddleware:
     """Gives every response an X-Request-ID, counts it in the metrics under its route
-    template, and turns an unhandled error into a clean 500."""
+    template, and turns an unhandled error into a clean 500.
+
+    Each request also gets its Redis scope: after one failed Redis command it sends no other,
+    so it waits out at most one Redis timeout.
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -72,7 +77,8 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            with redis_client.request_scope():
+                await self.app(scope, receive, send_with_id)
         except Exception:
             logger.exception("unhandled error")
             if not response_started:
