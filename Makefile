@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 FRONTEND_PORT ?= 8501
 
 .PHONY: help install run run-backend run-frontend test test-unit test-integration lint format \
-	typecheck migrate clean install-e2e test-e2e test-plan-check bench test-mutation docker-up docker-dev docker-down check-compose container-engine \
+	typecheck migrate clean install-e2e test-e2e test-plan-check bench test-mutation docker-up docker-dev docker-down check-compose check-ci hooks container-engine \
 	container-engine-stop
 
 help: ## List the targets
@@ -104,6 +104,11 @@ COMPOSE_PROJECTS ?=
 check-compose: ## Compose's own validation and hadolint, offline; COPY sources vs .dockerignore
 	$(BIN)/python scripts/check_compose.py $(COMPOSE_PROJECTS)
 
+check-ci: ## actionlint (with shellcheck) on the GitHub Actions workflows, offline
+	$(BIN)/actionlint -shellcheck=$(BIN)/shellcheck
+
+hooks: ## Install the pre-commit hooks (local: ruff, mypy, plan check) into this clone's git
+	$(BIN)/pre-commit install
 
 container-engine: ## Provision podman as a Docker API for testcontainers (Debian, no Docker)
 	scripts/container-engine.sh start
