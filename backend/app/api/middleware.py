@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: request ids, the body-size limit, metrics, and the last-resort 500.
+"""Pure ASGI middleware: request ids, the body-size limit, metrics, the last-resort 500, and
+the security headers (Starlette has none for those; CORS, hosts and gzip are Starlette's own).
 
 Pure ASGI rather than BaseHTTPMiddleware so that streaming bodies are counted as they arrive
 and a body over the limit is refused without being read into memory.
@@ -10,6 +11,7 @@ import time
 import uuid
 
 from fastapi import HTTPException
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import app_error_response, error_response
@@ -97,3 +99,52 @@ class BodySizeLimitMiddleware:
             return chunk
 
         await self.app(scope, counting_receive, send)
+
+
+# JSON needs nothing from a browser: no scripts, no styles, no frames, nowhere to submit.
+API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+# The documentation pages run Swagger UI and ReDoc from this origin; FastAPI's pages start them
+# with an inline script, and both set inline styles; ReDoc renders in a blob: worker.
+DOCS_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'self'; "
+    "form-action 'self'"
+)
+DOCS_PAGES = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/internal/docs"})
+
+
+class SecurityHeadersMiddleware:
+    """Puts the browser-hardening headers on every response a route has not set them on.
+
+    Strict-Transport-Security only on a request that came over HTTPS: uvicorn (--proxy-headers)
+    reports https for a TLS connection, or for X-Forwarded-Proto from a trusted proxy
+    (FORWARDED_ALLOW_IPS). On plain HTTP the header is ignored by browsers anyway.
+    """
+
+    def __init__(self, app: ASGIApp, hsts_max_age_seconds: int) -> None:
+        self.app = app
+        self.hsts = f"max-age={hsts_max_age_seconds}; includeSubDomains"
+        self.hsts_enabled = hsts_max_age_seconds > 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs_page = scope["path"] in DOCS_PAGES
+        over_https = scope["scheme"] == "https"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("X-Frame-Options", "DENY")
+                headers.setdefault("Referrer-Policy", "no-referrer")
+                headers.setdefault(
+                    "Content-Security-Policy",
+                    DOCS_CONTENT_SECURITY_POLICY if docs_page else API_CONTENT_SECURITY_POLICY,
+                )
+                if over_https and self.hsts_enabled:
+                    headers.setdefault("Strict-Transport-Security", self.hsts)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
