@@ -86,6 +86,10 @@ def dockerfile_sources(dockerfile: Path) -> Iterator[tuple[int, str]]:
                 yield start + 1, source
 
 
+def shown(path: Path) -> str:
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
 def copy_problems(context: Path, dockerfile: Path) -> list[str]:
     ignore = context / ".dockerignore"
     patterns = ignore.read_text(encoding="utf-8").splitlines() if ignore.is_file() else []
@@ -94,41 +98,47 @@ def copy_problems(context: Path, dockerfile: Path) -> list[str]:
     problems = []
     for line, source in dockerfile_sources(dockerfile):
         relative = os.path.normpath(source.lstrip("/"))
-        where = f"{dockerfile.relative_to(ROOT) if dockerfile.is_relative_to(ROOT) else dockerfile}"
+        where = f"{shown(dockerfile)}:{line}: COPY source {source!r}"
         if not (context / relative).exists():
-            problems.append(f"{where}:{line}: COPY source {source!r} is not in the context")
+            problems.append(f"{where} is not in the context")
         elif relative not in sent and relative != ".":
-            problems.append(f"{where}:{line}: COPY source {source!r} is excluded by .dockerignore")
+            problems.append(f"{where} is excluded by .dockerignore")
     return problems
 
 
-def check_project(compose: list[str], project: str) -> list[str]:
+def builds_of(compose: list[str], project: str) -> tuple[set[tuple[Path, Path]], list[str]]:
+    """Compose's verdict on the project, and the (context, Dockerfile) of each service built."""
     files = [arg for name in project.split(":") for arg in ("-f", name)]
     validated = run([*compose, *files, "config", "--quiet"])
     if validated.returncode != 0:
-        return [f"{project}: {validated.stderr.strip() or validated.stdout.strip()}"]
+        return set(), [f"{project}: {validated.stderr.strip() or validated.stdout.strip()}"]
     rendered = json.loads(run([*compose, *files, "config", "--format", "json"]).stdout)
-    problems = []
     builds = {
         (Path(build["context"]), Path(build["context"]) / build.get("dockerfile", "Dockerfile"))
         for service in rendered["services"].values()
         if (build := service.get("build"))
     }
-    for context, dockerfile in sorted(builds):
-        linted = run([hadolint(), "--no-color", str(dockerfile)])
-        if linted.returncode != 0:
-            problems.append(linted.stdout.strip() or linted.stderr.strip())
-        problems.extend(copy_problems(context, dockerfile))
-    return problems
+    return builds, []
 
 
 def main(projects: list[str]) -> int:
     compose = compose_command()
-    problems = [problem for project in projects for problem in check_project(compose, project)]
+    builds: set[tuple[Path, Path]] = set()
+    problems: list[str] = []
+    for project in projects:
+        found, refused = builds_of(compose, project)
+        builds |= found
+        problems += refused
+    for context, dockerfile in sorted(builds):
+        linted = run([hadolint(), "--no-color", str(dockerfile)])
+        if linted.returncode != 0:
+            problems.append(linted.stdout.strip() or linted.stderr.strip())
+        problems += copy_problems(context, dockerfile)
     for problem in problems:
         print(problem, file=sys.stderr)
     if not problems:
-        print(f"check-compose: {', '.join(projects)}: valid; Dockerfiles lint clean")
+        dockerfiles = ", ".join(shown(dockerfile) for _, dockerfile in sorted(builds))
+        print(f"check-compose: {', '.join(projects)}: valid; {dockerfiles}: lint clean")
     return 1 if problems else 0
 
 
