@@ -62,31 +62,34 @@ def _add_middleware(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     # text/event-stream: a compressor would hold events back until its buffer fills.
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     # Keys travel in headers, never cookies: no credentials mode. A preflight from an origin
-    # not listed gets no Access-Control-Allow-Origin, so the browser refuses the call.
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.cors_allow_origins,
-        allow_methods=["GET", "POST"],
-        allow_headers=[
-            "Authorization",
-            "X-API-Key",
-            "Content-Type",
-            "Cache-Control",
-            "X-Request-ID",
-        ],
-        expose_headers=[
-            "X-Request-ID",
-            "Retry-After",
-            "Retry-After-Ms",
-            "X-RateLimit-Limit",
-            "X-RateLimit-Remaining",
-            "X-RateLimit-Reset",
-        ],
-        max_age=600,
-    )
-    app.add_middleware(
-        TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts, www_redirect=False
-    )
+    # not listed gets no Access-Control-Allow-Origin, so the browser refuses the call. With no
+    # origin listed there is nothing to allow: no middleware, and no cost per request.
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=[
+                "Authorization",
+                "X-API-Key",
+                "Content-Type",
+                "Cache-Control",
+                "X-Request-ID",
+            ],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "Retry-After-Ms",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
+            max_age=600,
+        )
+    if "*" not in settings.allowed_hosts:
+        app.add_middleware(
+            TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts, www_redirect=False
+        )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     # Outermost, so that every response gets the headers: refusals of the middleware above and
     # the last-resort 500 included.

@@ -11,7 +11,6 @@ import time
 import uuid
 
 from fastapi import HTTPException
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import app_error_response, error_response
@@ -113,38 +112,48 @@ DOCS_CONTENT_SECURITY_POLICY = (
 DOCS_PAGES = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/internal/docs"})
 
 
+Header = tuple[bytes, bytes]
+
+
+def _encoded(headers: dict[str, str]) -> list[Header]:
+    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+
+
 class SecurityHeadersMiddleware:
     """Puts the browser-hardening headers on every response a route has not set them on.
 
     Strict-Transport-Security only on a request that came over HTTPS: uvicorn (--proxy-headers)
     reports https for a TLS connection, or for X-Forwarded-Proto from a trusted proxy
     (FORWARDED_ALLOW_IPS). On plain HTTP the header is ignored by browsers anyway.
+    The headers are encoded once, here, and appended raw: this runs on every response.
     """
 
     def __init__(self, app: ASGIApp, hsts_max_age_seconds: int) -> None:
         self.app = app
-        self.hsts = f"max-age={hsts_max_age_seconds}; includeSubDomains"
-        self.hsts_enabled = hsts_max_age_seconds > 0
+        common = {
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+            "Referrer-Policy": "no-referrer",
+        }
+        self.api = _encoded({**common, "Content-Security-Policy": API_CONTENT_SECURITY_POLICY})
+        self.docs = _encoded({**common, "Content-Security-Policy": DOCS_CONTENT_SECURITY_POLICY})
+        hsts = f"max-age={hsts_max_age_seconds}; includeSubDomains"
+        self.hsts = _encoded({"Strict-Transport-Security": hsts}) if hsts_max_age_seconds else []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        docs_page = scope["path"] in DOCS_PAGES
-        over_https = scope["scheme"] == "https"
+        added = self.docs if scope["path"] in DOCS_PAGES else self.api
+        if scope["scheme"] == "https":
+            added = added + self.hsts
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("X-Frame-Options", "DENY")
-                headers.setdefault("Referrer-Policy", "no-referrer")
-                headers.setdefault(
-                    "Content-Security-Policy",
-                    DOCS_CONTENT_SECURITY_POLICY if docs_page else API_CONTENT_SECURITY_POLICY,
-                )
-                if over_https and self.hsts_enabled:
-                    headers.setdefault("Strict-Transport-Security", self.hsts)
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(header for header in added if header[0] not in present)
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
