@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 FRONTEND_PORT ?= 8501
 
 .PHONY: help install run run-backend run-frontend test test-unit test-integration lint format \
-	typecheck migrate clean install-e2e test-e2e test-plan-check bench bench-faults test-mutation docker-up docker-down check-compose container-engine \
+	typecheck migrate clean install-e2e test-e2e test-plan-check bench bench-faults test-mutation docker-up docker-dev docker-down check-compose check-ci hooks container-engine \
 	container-engine-stop
 
 help: ## List the targets
@@ -107,14 +107,25 @@ clean: ## Remove caches, reports and the local SQLite database
 	rm -rf .pytest_cache .mypy_cache .ruff_cache reports artifacts mutants backend/mutants data
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
 
-docker-up: ## Start backend, frontend, Redis and PostgreSQL with Docker Compose
+docker-up: ## Build and start the stack (PostgreSQL, Redis, migrate, backend, frontend) in the background
 	docker compose up --build -d
 
-docker-down: ## Stop the Compose stack
+docker-dev: ## The stack with mounted code: backend reloads, Streamlit reruns on save
+	docker compose -f docker-compose.yml -f docker-compose.dev.yml up --build
+
+docker-down: ## Stop the Compose stack (volumes are kept)
 	docker compose down
 
-check-compose: ## Validate docker-compose.yml with a real parser
-	scripts/check-compose.sh
+# Compose projects to check, as COMPOSE_FILE lists (a:b); empty means the repository's own.
+COMPOSE_PROJECTS ?=
+check-compose: ## Compose's own validation and hadolint, offline; COPY sources vs .dockerignore
+	$(BIN)/python scripts/check_compose.py $(COMPOSE_PROJECTS)
+
+check-ci: ## actionlint (with shellcheck) on the GitHub Actions workflows, offline
+	$(BIN)/actionlint -shellcheck=$(BIN)/shellcheck
+
+hooks: ## Install the pre-commit hooks (local: ruff, mypy, plan check) into this clone's git
+	$(BIN)/pre-commit install
 
 container-engine: ## Provision podman as a Docker API for testcontainers (Debian, no Docker)
 	scripts/container-engine.sh start

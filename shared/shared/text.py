@@ -226,8 +226,18 @@ class SummaryResult(BaseModel):
 class SentimentResult(BaseModel):
     kind: Literal["sentiment"] = "sentiment"
     sentiment: Literal["positive", "negative", "neutral"]
-    score: float = Field(ge=-1.0, le=1.0, description="-1 very negative to 1 very positive.")
-    confidence: float = Field(ge=0.0, le=1.0)
+    score: float = Field(
+        ge=-1.0,
+        le=1.0,
+        description="-1 very negative to 1 very positive. From the offline `local` model "
+        "(`model: local`) a heuristic: a sum of lexicon word scores, not a model's judgement.",
+    )
+    confidence: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="0 to 1. From the `local` model a heuristic (how much sentiment-bearing "
+        "text there is and how much it agrees), not a calibrated probability.",
+    )
 
 
 class KeyPointsResult(BaseModel):
@@ -243,7 +253,12 @@ class QuestionsResult(BaseModel):
 class AnswerResult(BaseModel):
     kind: Literal["answer"] = "answer"
     answer: str
-    confidence: float = Field(ge=0.0, le=1.0)
+    confidence: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="0 to 1. From the offline `local` model (`model: local`) a heuristic: the "
+        "word overlap between the question and the chosen sentence, not a probability.",
+    )
     evidence: str | None = Field(default=None, description="The passage the answer rests on.")
 
 
