@@ -142,7 +142,7 @@ DOCS_CONTENT_SECURITY_POLICY = (
     "img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'self'; "
     "form-action 'self'"
 )
-DOCS_PAGES = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/internal/docs"})
+DOCS_PAGES = frozenset({"/docs", "/redoc", "/internal/docs"})
 
 
 Header = tuple[bytes, bytes]

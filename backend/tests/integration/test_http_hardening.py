@@ -13,7 +13,7 @@ import uvicorn
 from app.api.middleware import API_CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY
 from app.main import create_app
 from asgi_lifespan import LifespanManager
-from conftest import ClientFactory, DatabaseBackend, make_settings
+from conftest import OPERATOR_KEY, ClientFactory, DatabaseBackend, make_settings
 from fakes.services import free_port
 from httpx import ASGITransport, AsyncClient, Response
 from starlette.requests import Request
@@ -107,7 +107,7 @@ class TestSecurityHeaders:
         assert_hardened(response)
 
     @pytest.mark.covers("HTTP-01")
-    @pytest.mark.parametrize("path", ["/docs", "/redoc", "/internal/docs", "/docs/oauth2-redirect"])
+    @pytest.mark.parametrize("path", ["/docs", "/redoc", "/internal/docs"])
     async def test_documentation_pages_get_the_policy_their_scripts_need(
         self, make_client: ClientFactory, path: str
     ):
@@ -120,7 +120,7 @@ class TestSecurityHeaders:
         Success criteria: an HTML page with the docs policy (scripts from 'self' and inline,
         no framing) and the other headers.
         """
-        client = await make_client()
+        client = await make_client(api_key=OPERATOR_KEY)  # the operator pages need its key
 
         response = await client.get(path)
 
@@ -279,7 +279,7 @@ class TestCompression:
         Test strategy: fetch each OpenAPI document with and without Accept-Encoding: gzip.
         Success criteria: gzip only when accepted, under a third of the size, same document.
         """
-        client = await make_client()
+        client = await make_client(api_key=OPERATOR_KEY)  # the operator document needs its key
 
         compressed = await client.get(path, headers={"Accept-Encoding": "gzip"})
         plain = await client.get(path, headers={"Accept-Encoding": "identity"})
