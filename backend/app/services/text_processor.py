@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ from shared.text import (
     options_dict,
 )
 
-from app.core.exceptions import AppError, CircuitOpenError, ValidationError
+from app.core.exceptions import AppError, CircuitOpenError
 from app.infrastructure.ai.provider import DEFAULT_OPTIONS, PROMPT_VERSION, ProviderRequest
 from app.infrastructure.ai.resilient import ResilientProvider
 from app.infrastructure.cache import ResponseCache
@@ -101,9 +102,7 @@ class TextProcessor:
         self, request: TextProcessRequest, caller: str, *, read_cache: bool = True
     ) -> TextProcessResponse:
         started = time.perf_counter()
-        text = clean_text(request.text)
-        if not text.strip():
-            raise ValidationError("text has no content once control characters are removed")
+        text = clean_text(request.text)  # the contract saw to it that something is left
         question = clean_text(request.question) if request.question is not None else None
         provider_request = ProviderRequest(
             request.operation, text, options_dict(request.options), question
@@ -184,17 +183,28 @@ class TextProcessor:
         return self._tracer.start_as_current_span(name)
 
     async def process_batch(
-        self, items: list[TextProcessRequest], caller: str, *, read_cache: bool = True
+        self,
+        items: Sequence[TextProcessRequest | AppError],
+        caller: str,
+        *,
+        read_cache: bool = True,
     ) -> BatchResponse:
+        """Each request processed, at most `batch_concurrency` at once; an item that is already
+        an error (refused before it got here) is answered with that error, in its place."""
         slots = asyncio.Semaphore(self._batch_concurrency)
 
-        async def one(index: int, item: TextProcessRequest) -> BatchItemResult:
+        def refused(index: int, exc: AppError) -> BatchItemResult:
+            error = ErrorDetail(code=exc.code, message=exc.message, details=exc.details)
+            return BatchItemResult(index=index, error=error)
+
+        async def one(index: int, item: TextProcessRequest | AppError) -> BatchItemResult:
+            if isinstance(item, AppError):
+                return refused(index, item)
             async with slots:
                 try:
                     response = await self.process(item, caller, read_cache=read_cache)
                 except AppError as exc:
-                    error = ErrorDetail(code=exc.code, message=exc.message, details=exc.details)
-                    return BatchItemResult(index=index, error=error)
+                    return refused(index, exc)
                 return BatchItemResult(index=index, response=response)
 
         results = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))

@@ -39,6 +39,7 @@ class FakeProvider:
         self._failure: BaseException | None = None
         self._hang = False
         self._output_override: dict[str, Any] | None = None
+        self.hanging = asyncio.Event()  # set when a call starts to hang
         self.release = asyncio.Event()  # a hanging call returns once this is set
         self.model = FunctionModel(self._respond, model_name=name)
 
@@ -61,6 +62,7 @@ class FakeProvider:
         self.documents.append(document)
         self.instructions.append(info.instructions)
         if self._hang:
+            self.hanging.set()
             await self.release.wait()
         if self._failure is not None:
             raise self._failure

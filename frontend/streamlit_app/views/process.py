@@ -5,7 +5,14 @@ from shared.text import MAX_QUESTION_LENGTH, MAX_TEXT_LENGTH, OPTIONS_BY_OPERATI
 from streamlit_app.api_client import ApiError
 from streamlit_app.samples import SAMPLES
 from streamlit_app.session import open_client
-from streamlit_app.ui import OPERATION_LABELS, OPERATIONS, run_page, show_error, show_result
+from streamlit_app.ui import (
+    OPERATION_LABELS,
+    OPERATIONS,
+    duration,
+    run_page,
+    show_error,
+    show_result,
+)
 
 # name: (label, default, maximum); the backend enforces the same bounds.
 OPTION_INPUTS = {
@@ -83,7 +90,13 @@ def render() -> None:
             st.caption("The result appears here.")
             return
         st.subheader(f"Result: {OPERATION_LABELS[response.operation]}")
-        st.metric("Latency", f"{response.processing_time_ms:.0f} ms")
+        st.metric(
+            "Latency",
+            duration(response.processing_time_ms),
+            delta="from the cache, no model call" if response.cached else None,
+            delta_color="off",
+            delta_arrow="off",
+        )
         show_result(response)
 
 

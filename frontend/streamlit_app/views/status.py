@@ -4,6 +4,7 @@ breakers and cache."""
 import streamlit as st
 from shared.health import ReadinessResponse
 from streamlit_app.api_client import ApiError
+from streamlit_app.literal import escape_markdown
 from streamlit_app.session import open_client, session_config
 from streamlit_app.ui import run_page
 
@@ -17,7 +18,10 @@ HEALTH_BADGES = {
 def _readiness_view(ready: ReadinessResponse) -> None:
     st.subheader(f"Readiness {HEALTH_BADGES[ready.status]}")
     for dependency in ready.dependencies:
-        st.markdown(f"{HEALTH_BADGES[dependency.status]} **{dependency.name}**")
+        # A detail can quote a driver's error message: text, not Markdown.
+        detail = f": {escape_markdown(dependency.detail)}" if dependency.detail else ""
+        name = escape_markdown(dependency.name)
+        st.markdown(f"{HEALTH_BADGES[dependency.status]} **{name}**{detail}")
 
 
 def _operator_view() -> None:
@@ -39,7 +43,7 @@ def _operator_view() -> None:
     )
 
     st.subheader("Cache")
-    st.caption(f"Backend: {cache.backend}")
+    st.caption(f"Backend: {escape_markdown(cache.backend)}")
     hits, misses, ratio, keys = st.columns(4)
     hits.metric("Hits", cache.hits, help=f"{cache.stale_hits} stale hits served while degraded")
     misses.metric("Misses", cache.misses)
@@ -54,12 +58,12 @@ def render() -> None:
     with open_client() as client:
         live = client.liveness()
         ready = client.readiness()
-    st.success(f"The backend is up (version {live.version}).")
+    st.success(f"The backend is up (version {escape_markdown(live.version)}).")
     _readiness_view(ready)
     try:
         _operator_view()
     except ApiError as error:
-        st.info(error.user_message)
+        st.info(escape_markdown(error.user_message))
 
 
 run_page(render)

@@ -1,13 +1,14 @@
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Body, Header, Request, Response
 from fastapi.routing import APIRoute
 from shared.errors import ErrorResponse
 from shared.text import (
     OPTIONS_BY_OPERATION,
     BatchRequest,
     BatchResponse,
+    InvalidItem,
     Operation,
     OperationInfo,
     OperationsResponse,
@@ -15,9 +16,10 @@ from shared.text import (
     TextProcessResponse,
 )
 
+from app.api import examples
 from app.api.deps import PrincipalDep, charge_rate_limit, limit_result, resources_of
-from app.api.errors import app_error_response
-from app.api.responses import PROVIDER_ERRORS, errors
+from app.api.errors import app_error_response, invalid_request
+from app.api.responses import BODY_ERRORS, PROVIDER_ERRORS
 from app.core.exceptions import RateLimitedError, ValidationError
 from app.core.logging import annotate_request
 
@@ -105,11 +107,13 @@ async def operations(_principal: PrincipalDep) -> OperationsResponse:
 @router.post(
     "/process",
     summary="Process one text",
-    responses={**errors(400, 413, 422), **_LIMITED, **PROVIDER_ERRORS},
+    responses={**BODY_ERRORS, **_LIMITED, **PROVIDER_ERRORS},
 )
 async def process(
     request: Request,
-    body: TextProcessRequest,
+    body: Annotated[
+        TextProcessRequest, Body(title="TextProcessRequest", openapi_examples=examples.PROCESS)
+    ],
     principal: PrincipalDep,
     cache_control: CacheControl = None,
 ) -> TextProcessResponse:
@@ -124,12 +128,14 @@ async def process(
 @router.post(
     "/batch",
     summary="Process several texts; each item gets a result or an error, in order",
-    description="Each item counts as one request toward the rate limit.",
-    responses={**errors(400, 413, 422), **_LIMITED, 503: PROVIDER_ERRORS[503]},
+    description="Each valid item counts as one request toward the rate limit. An item that is "
+    "not a valid request gets the `validation_error` the single endpoint would answer, in its "
+    "place; a body that is not a list of items, or holds too many, is refused whole (422).",
+    responses={**BODY_ERRORS, **_LIMITED, 503: PROVIDER_ERRORS[503]},
 )
 async def batch(
     request: Request,
-    body: BatchRequest,
+    body: Annotated[BatchRequest, Body(openapi_examples=examples.BATCH)],
     principal: PrincipalDep,
     cache_control: CacheControl = None,
 ) -> BatchResponse:
@@ -140,9 +146,16 @@ async def batch(
             f"A batch holds at most {settings.batch_max_items} items; got {len(body.items)}.",
             details={"max_items": settings.batch_max_items},
         )
-    await charge_rate_limit(request, principal, len(body.items))
+    items = [
+        invalid_request(item.errors, item.input, at=["body", "items", index])
+        if isinstance(item, InvalidItem)
+        else item
+        for index, item in enumerate(body.items)
+    ]
+    if valid := sum(not isinstance(item, ValidationError) for item in items):
+        await charge_rate_limit(request, principal, valid)
     response = await resources.text_processor.process_batch(
-        body.items, principal.key_id, read_cache=_reads_cache(cache_control)
+        items, principal.key_id, read_cache=_reads_cache(cache_control)
     )
     annotate_request(
         model=resources.provider.model_id, items=len(body.items), failed=response.failed
