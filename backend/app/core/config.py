@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from shared.text import Operation
 
 from app.core.exceptions import ConfigurationError
+from app.core.logging import LogFormat
 
 DEFAULT_SQLITE_URL = f"sqlite+aiosqlite:///{Path('data') / 'app.db'}"
 # Well-known keys for a fresh clone; refused outside development.
@@ -47,6 +48,10 @@ class Settings(BaseSettings):
         description="development (dev keys, migrations at start), test, or production (strict).",
     )
     log_level: str = Field("INFO", description="Python logging level: DEBUG, INFO, WARNING...")
+    log_format: LogFormat | None = Field(
+        None,
+        description="json (one object per line) or console; default: json in production.",
+    )
     database_url: str = Field(
         DEFAULT_SQLITE_URL,
         description="sqlite+aiosqlite:///path or postgresql+asyncpg://user:pass@host/db.",
@@ -94,6 +99,12 @@ class Settings(BaseSettings):
         45.0,
         gt=0,
         description="Total time one request may spend on the provider, retries included.",
+    )
+    ai_check_interval_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How often readiness asks the provider whether it accepts the key (a model "
+        "listing, no tokens; OpenAI-compatible providers); 0: never.",
     )
     ai_max_attempts: int = Field(3, ge=1, le=10, description="Attempts per request (1 = no retry).")
     ai_retry_initial_seconds: float = Field(0.5, ge=0, description="First retry backoff.")
@@ -257,6 +268,12 @@ class Settings(BaseSettings):
         if self.database_auto_migrate is not None:
             return self.database_auto_migrate
         return self.environment is not Environment.PRODUCTION
+
+    @property
+    def log_renderer(self) -> LogFormat:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.environment is Environment.PRODUCTION else "console"
 
     @property
     def uses_dev_keys(self) -> bool:

@@ -2,9 +2,11 @@
 boundary: the app's own OpenAI client, its HTTP stack and pydantic-ai's error mapping all run.
 
 It answers POST /v1/chat/completions with a call of the request's first tool (pydantic-ai's
-output tool), carrying the local engine's result for the user message's JSON document. The test
-switches its behaviour (`answer()`, `fail()`, `rate_limit()`) and reads `requests`, the number
-of completions requests that reached it. Nothing listens beyond 127.0.0.1.
+output tool), carrying the local engine's result for the user message's JSON document, and
+reporting PROMPT_TOKENS and COMPLETION_TOKENS as its usage; GET /v1/models lists one model, or
+answers 401 when `require_key()` names a key the request does not carry. The test switches its
+behaviour (`answer()`, `fail()`, `rate_limit()`) and reads `requests`, the number of completions
+requests that reached it, and `model_listings`. Nothing listens beyond 127.0.0.1.
 """
 
 import json
@@ -18,12 +20,17 @@ from typing import Any
 from app.infrastructure.ai.local_model import run_operation
 
 COMPLETIONS_PATH = "/v1/chat/completions"
+MODELS_PATH = "/v1/models"
+PROMPT_TOKENS = 42
+COMPLETION_TOKENS = 17
 
 
 class OpenAICompatibleServer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._requests = 0
+        self._model_listings = 0
+        self._required_key: str | None = None
         self._status = HTTPStatus.OK
         self._headers: dict[str, str] = {}
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -43,6 +50,16 @@ class OpenAICompatibleServer:
     def requests(self) -> int:
         with self._lock:
             return self._requests
+
+    @property
+    def model_listings(self) -> int:
+        with self._lock:
+            return self._model_listings
+
+    def require_key(self, key: str) -> None:
+        """Refuse a model listing (401) that does not carry this key, as a real provider does."""
+        with self._lock:
+            self._required_key = key
 
     def answer(self) -> None:
         """Answer every request with a valid tool call (the default)."""
@@ -73,6 +90,12 @@ class OpenAICompatibleServer:
             self._requests += 1
             return self._status, dict(self._headers)
 
+    def _take_listing(self, authorization: str | None) -> bool:
+        """Whether a model listing with this Authorization header is accepted."""
+        with self._lock:
+            self._model_listings += 1
+            return self._required_key is None or authorization == f"Bearer {self._required_key}"
+
 
 @contextmanager
 def openai_compatible_server() -> Iterator[OpenAICompatibleServer]:
@@ -86,6 +109,15 @@ def openai_compatible_server() -> Iterator[OpenAICompatibleServer]:
 
 def _handler_for(server: OpenAICompatibleServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != MODELS_PATH:
+                self._send(HTTPStatus.NOT_FOUND, _error("not_found", f"no route {self.path}"))
+            elif server._take_listing(self.headers.get("Authorization")):
+                model = {"id": "fake-llm", "object": "model", "created": 0, "owned_by": "test"}
+                self._send(HTTPStatus.OK, {"object": "list", "data": [model]})
+            else:
+                self._send(HTTPStatus.UNAUTHORIZED, _error("invalid_api_key", "Incorrect key"))
+
         def do_POST(self) -> None:
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
             if self.path != COMPLETIONS_PATH:
@@ -142,7 +174,11 @@ def _completion(request: dict[str, Any]) -> dict[str, Any]:
                 },
             }
         ],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        "usage": {
+            "prompt_tokens": PROMPT_TOKENS,
+            "completion_tokens": COMPLETION_TOKENS,
+            "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+        },
     }
 
 

@@ -21,6 +21,7 @@ from app.api.deps import PrincipalDep, charge_rate_limit, limit_result, resource
 from app.api.errors import app_error_response, invalid_request
 from app.api.responses import BODY_ERRORS, PROVIDER_ERRORS
 from app.core.exceptions import RateLimitedError, ValidationError
+from app.core.logging import annotate_request
 
 
 class RateLimitedRoute(APIRoute):
@@ -117,9 +118,11 @@ async def process(
     cache_control: CacheControl = None,
 ) -> TextProcessResponse:
     await charge_rate_limit(request, principal)
-    return await resources_of(request).text_processor.process(
+    response = await resources_of(request).text_processor.process(
         body, principal.key_id, read_cache=_reads_cache(cache_control)
     )
+    annotate_request(model=response.model, cached=response.cached, degraded=response.degraded)
+    return response
 
 
 @router.post(
@@ -151,6 +154,10 @@ async def batch(
     ]
     if valid := sum(not isinstance(item, ValidationError) for item in items):
         await charge_rate_limit(request, principal, valid)
-    return await resources.text_processor.process_batch(
+    response = await resources.text_processor.process_batch(
         items, principal.key_id, read_cache=_reads_cache(cache_control)
     )
+    annotate_request(
+        model=resources.provider.model_id, items=len(body.items), failed=response.failed
+    )
+    return response

@@ -7,9 +7,12 @@ model unchanged. Retries, timeouts and the breaker are the resilience layer's jo
 SDK's own hidden retries are turned off here.
 """
 
+import asyncio
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from pydantic_ai import Agent
@@ -31,6 +34,14 @@ from app.core.exceptions import (
     ProviderTimeoutError,
 )
 from app.infrastructure.ai.local_model import LOCAL_MODEL_NAME, local_model
+
+if TYPE_CHECKING:
+    from pydantic_ai.models.instrumented import InstrumentationSettings
+
+# Called with the HTTP client of an OpenAI-compatible model as it is built (to trace it).
+HttpClientHook = Callable[[Any], None]
+
+logger = logging.getLogger(__name__)
 
 # Part of every cache key: bump it when the instructions change, so old answers are not reused.
 PROMPT_VERSION = "2026-11-25.1"
@@ -75,7 +86,18 @@ class ProviderRequest:
         return json.dumps(document, ensure_ascii=False)
 
 
-def build_model(settings: Settings) -> Model:
+@dataclass(frozen=True)
+class ProviderAnswer:
+    """A result and the tokens the run cost, as pydantic-ai's usage reports them (every request
+    of the run, the output-validation retry included)."""
+
+    output: BaseModel
+    input_tokens: int
+    output_tokens: int
+    estimated: bool  # the local model counts no tokens: pydantic-ai estimated them
+
+
+def build_model(settings: Settings, on_http_client: HttpClientHook | None = None) -> Model:
     """The model AI_MODEL names; a bad name or a missing key is a ConfigurationError."""
     if settings.ai_model == LOCAL_MODEL_NAME:
         return local_model()
@@ -83,7 +105,9 @@ def build_model(settings: Settings) -> Model:
     api_key = settings.ai_api_key.get_secret_value() if settings.ai_api_key else None
     try:
         if provider_name in {"openai", "openai-chat"} and (settings.ai_base_url or api_key):
-            return _openai_compatible(provider_name, model_name, settings.ai_base_url, api_key)
+            return _openai_compatible(
+                provider_name, model_name, settings.ai_base_url, api_key, on_http_client
+            )
         if api_key:
             raise ConfigurationError(
                 f"AI_API_KEY is only applied to openai: models; for {provider_name!r} set the "
@@ -99,16 +123,25 @@ def build_model(settings: Settings) -> Model:
 
 
 def _openai_compatible(
-    provider_name: str, model_name: str, base_url: str | None, api_key: str | None
+    provider_name: str,
+    model_name: str,
+    base_url: str | None,
+    api_key: str | None,
+    on_http_client: HttpClientHook | None,
 ) -> Model:
-    from openai import AsyncOpenAI
+    from openai import AsyncOpenAI, DefaultAsyncHttpxClient
     from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
     from pydantic_ai.providers.openai import OpenAIProvider
 
     if not model_name:
         raise ConfigurationError(f"AI_MODEL needs a model name after '{provider_name}:'")
+    http_client = DefaultAsyncHttpxClient()  # the SDK's defaults, in a client we can trace
+    if on_http_client is not None:
+        on_http_client(http_client)
     # max_retries=0: the SDK would otherwise retry twice on its own, invisible to our breaker.
-    client = AsyncOpenAI(base_url=base_url, api_key=api_key or "not-needed", max_retries=0)
+    client = AsyncOpenAI(
+        base_url=base_url, api_key=api_key or "not-needed", max_retries=0, http_client=http_client
+    )
     provider = OpenAIProvider(openai_client=client)
     if provider_name == "openai-chat":
         return OpenAIChatModel(model_name, provider=provider)
@@ -118,7 +151,9 @@ def _openai_compatible(
 class AIProvider:
     """One attempt at an operation; pydantic-ai's errors leave as our ProviderError family."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(
+        self, model: Model, instrumentation: "InstrumentationSettings | None" = None
+    ) -> None:
         self.model = model
         self.model_id = (
             LOCAL_MODEL_NAME
@@ -131,9 +166,34 @@ class AIProvider:
                 output_type=RESULT_TYPE_BY_OPERATION[operation],
                 instructions=INSTRUCTIONS[operation],
                 retries=1,  # invalid output is sent back for one more try, then it is an error
+                name=operation.value,  # names the agent's span: `invoke_agent summarize`
             )
             for operation in Operation
         }
+        for agent in self._agents.values():
+            agent.instrument = instrumentation  # None: not traced
+
+    async def check(self, timeout_seconds: float) -> str | None:
+        """Why the provider would refuse our calls, by the cheapest request it has; None when it
+        accepts them or has no such request.
+
+        OpenAI-compatible servers list their models (`GET /models`): it costs no tokens and
+        answers 401 to a bad key, which otherwise shows only once real requests fail.
+        """
+        from openai import APIError, APIStatusError, AsyncOpenAI
+
+        client = getattr(self.model, "client", None)
+        if not isinstance(client, AsyncOpenAI):
+            return None
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                await client.models.list()
+        except APIStatusError as exc:
+            return f"the provider answered HTTP {exc.status_code} to a model listing"
+        except (APIError, TimeoutError) as exc:
+            logger.warning("provider check failed: %s", type(exc).__name__)
+            return "the provider does not answer"
+        return None
 
     async def aclose(self) -> None:
         """Close the model's HTTP client; ours (openai-compatible) is not owned by its provider."""
@@ -141,7 +201,7 @@ class AIProvider:
         if client is not None and hasattr(client, "close"):
             await client.close()
 
-    async def run(self, request: ProviderRequest) -> BaseModel:
+    async def run(self, request: ProviderRequest) -> ProviderAnswer:
         agent = self._agents[request.operation]
         try:
             result = await agent.run(request.as_user_message())
@@ -157,8 +217,13 @@ class AIProvider:
             raise InvalidProviderOutputError(
                 "The AI provider's answer did not match the expected result, even after a retry."
             ) from exc
-        output: BaseModel = result.output
-        return output
+        usage = result.usage
+        return ProviderAnswer(
+            result.output,
+            usage.input_tokens,
+            usage.output_tokens,
+            estimated=self.model_id == LOCAL_MODEL_NAME,
+        )
 
 
 def _http_error(exc: ModelHTTPError) -> ProviderError:
