@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 from shared.text import Operation
 
 from app.core.exceptions import ConfigurationError
@@ -297,4 +297,13 @@ def load_settings(**overrides: Any) -> Settings:
             problems.append(f"{variable}: {message}" if location else message)
         raise ConfigurationError(
             "Invalid configuration: " + "; ".join(problems), details=problems
+        ) from None
+    except SettingsError as exc:
+        # Raised before validation, for a complex value (a list, a mapping) that is not JSON;
+        # its message names the field, which is the variable in lower case.
+        field = re.search(r'field "(\w+)"', str(exc))
+        variable = field.group(1).upper() if field else "a setting"
+        raise ConfigurationError(
+            f"Invalid configuration: {variable}: not valid JSON (a list or a mapping is "
+            'written as JSON, e.g. ["a", "b"] or {"free": 60})'
         ) from None
