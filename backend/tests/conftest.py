@@ -217,8 +217,9 @@ async def make_client(
     """Builds an app (fresh per call) inside its lifespan and returns an in-process client.
 
     `database` and `redis` pick the tiers, `model` the AI model (default: the offline local
-    one); other keywords override settings. Every app shares the test's fake clock and fake
-    sleep. The client sends the public key unless `api_key` says otherwise.
+    one), `sleep` the retry loop's sleep (default: the test's `sleep`); other keywords override
+    settings. Every app shares the test's fake clock. The client sends the public key unless
+    `api_key` says otherwise.
     """
     async with AsyncExitStack() as stack:
 
@@ -228,6 +229,7 @@ async def make_client(
             redis: RedisBackend | None = None,
             api_key: str | None = PUBLIC_KEY,
             model: Model | None = None,
+            sleep: RecordingSleep = sleep,
             **overrides: Any,
         ) -> AsyncClient:
             redis_client = None
