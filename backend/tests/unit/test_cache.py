@@ -1,5 +1,6 @@
-"""ResponseCache on fakeredis and (with TEST_REDIS_URL) a real Redis, on fakeredis alone for
-outages (only fakeredis can be switched off and on again), and without Redis.
+"""ResponseCache on fakeredis and a real Redis (TEST_REDIS_URL, or a private `redis-server`),
+on fakeredis alone for outages (only fakeredis can be switched off and on again), and without
+Redis.
 
 Time is a FakeClock: the cache judges freshness by its clock, so nothing here sleeps.
 """
@@ -7,7 +8,6 @@ Time is a FakeClock: the cache judges freshness by its clock, so nothing here sl
 import asyncio
 import json
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,16 +38,17 @@ class RedisUnderTest:
 
 @pytest.fixture(params=["fakeredis", pytest.param("real", marks=pytest.mark.real_services)])
 async def redis_under_test(request: pytest.FixtureRequest) -> AsyncIterator[RedisUnderTest]:
-    """fakeredis, then the real Redis at TEST_REDIS_URL (a database of its own: flushed)."""
+    """fakeredis, then the real Redis tier of conftest (TEST_REDIS_URL, or a private
+    `redis-server` started for the session), flushed before and after."""
     if request.param == "fakeredis":
         server = fakeredis.FakeServer()
         fake = fakeredis.FakeAsyncRedis(server=server)
         yield RedisUnderTest(fake, server)
         await fake.aclose()
         return
-    url = os.environ.get("TEST_REDIS_URL")
-    if not url:
-        unavailable("no real Redis: set TEST_REDIS_URL, e.g. redis://127.0.0.1:6379/14")
+    url: str | None = request.getfixturevalue("real_redis_url")
+    if url is None:
+        unavailable("no real Redis: set TEST_REDIS_URL or put `redis-server` on PATH")
     assert url is not None
     client = create_redis(url, timeout_seconds=0.5)
     await client.flushdb()
