@@ -23,6 +23,12 @@ class HistoryEntry:
     degraded: bool
     latency_ms: float
     outcome: str
+    streamed: bool = False
+    time_to_first_token_ms: float | None = None
+
+
+# The outcomes of a request the provider answered (usage counts it as a provider call).
+ANSWERED = frozenset({"ok", "completed"})
 
 
 class HistoryService:
@@ -60,6 +66,8 @@ class HistoryService:
                     degraded=row.degraded,
                     latency_ms=row.latency_ms,
                     outcome=row.outcome,
+                    streamed=row.streamed,
+                    time_to_first_token_ms=row.time_to_first_token_ms,
                     created_at=row.created_at,
                 )
                 for row in rows
@@ -78,6 +86,10 @@ def _row(entry: HistoryEntry) -> dict[str, object]:
         "degraded": entry.degraded,
         "latency_ms": round(entry.latency_ms, 3),
         "outcome": entry.outcome,
+        "streamed": entry.streamed,
+        "time_to_first_token_ms": (
+            None if entry.time_to_first_token_ms is None else round(entry.time_to_first_token_ms, 3)
+        ),
         "created_at": utcnow(),
     }
 
@@ -90,7 +102,7 @@ async def _write_batch(session: AsyncSession, entries: list[HistoryEntry]) -> No
         Use(
             entry.api_key_id,
             cached=entry.cached,
-            provider_call=entry.outcome == "ok" and not entry.cached,
+            provider_call=entry.outcome in ANSWERED and not entry.cached,
         )
         for entry in entries
     )

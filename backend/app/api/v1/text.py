@@ -14,11 +14,16 @@ from shared.text import (
     TextProcessRequest,
     TextProcessResponse,
 )
+from sse_starlette import EventSourceResponse
 
 from app.api.deps import PrincipalDep, charge_rate_limit, limit_result, resources_of
 from app.api.errors import app_error_response
 from app.api.responses import PROVIDER_ERRORS, errors
+from app.api.sse import event_stream_response
 from app.core.exceptions import RateLimitedError, ValidationError
+
+_FORM = b"application/x-www-form-urlencoded"
+_JSON = b"application/json"
 
 
 class RateLimitedRoute(APIRoute):
@@ -26,12 +31,22 @@ class RateLimitedRoute(APIRoute):
 
     The 429 is built here, by the function the exception handlers use, because a handler
     only sees the exception, not the limit the request was charged.
+
+    A body sent as `application/x-www-form-urlencoded`, what `curl -d` sends unless told
+    otherwise, is read as the JSON it is: these routes take nothing else. It opens no CSRF
+    door, as the key travels in a header, which a cross-site form cannot set.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def with_limit_headers(request: Request) -> Response:
+            headers = request.scope["headers"]
+            if (b"content-type", _FORM) in headers:
+                request.scope["headers"] = [
+                    (name, _JSON if (name, value) == (b"content-type", _FORM) else value)
+                    for name, value in headers
+                ]
             try:
                 response = await handler(request)
             except RateLimitedError as exc:
@@ -116,6 +131,49 @@ async def process(
     return await resources_of(request).text_processor.process(
         body, principal.key_id, read_cache=_reads_cache(cache_control)
     )
+
+
+_STREAM_EVENTS = """Server-sent events, in order:
+
+- `meta`: `{operation, model, cached, degraded}`;
+- `delta`, for `summarize` and `qa`: `{text}`, the next fragment of the result's text as the model
+  writes it (the other operations' results are only useful whole: they come with `done`);
+- `done`: the `TextProcessResponse` `/v1/text/process` gives, plus `time_to_first_token_ms`;
+- or `error`, after the first event: the `ErrorResponse` body the JSON error would carry.
+
+Comments (`: ping`) keep a silent stream open. Anything refused before the first event (401, 422,
+429, an open circuit with no stale answer) is a JSON error with its status code, as for
+`/v1/text/process`. A client that disconnects stops the provider call."""
+
+
+@router.post(
+    "/stream",
+    summary="Process one text, streaming the answer as server-sent events",
+    description=_STREAM_EVENTS,
+    response_class=EventSourceResponse,
+    responses={
+        **errors(400, 413, 422),
+        **_LIMITED,
+        200: {
+            "description": "A `text/event-stream` of `meta`, `delta`s, then `done` or `error`.",
+            "headers": _LIMIT_HEADERS,
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        503: PROVIDER_ERRORS[503],
+    },
+)
+async def stream(
+    request: Request,
+    body: TextProcessRequest,
+    principal: PrincipalDep,
+    cache_control: CacheControl = None,
+) -> EventSourceResponse:
+    await charge_rate_limit(request, principal)
+    resources = resources_of(request)
+    events = resources.text_processor.stream(
+        body, principal.key_id, read_cache=_reads_cache(cache_control)
+    )
+    return await event_stream_response(events, resources.settings)
 
 
 @router.post(

@@ -8,8 +8,10 @@ SDK's own hidden retries are turned off here.
 """
 
 import json
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 from pydantic_ai import Agent
@@ -20,7 +22,10 @@ from pydantic_ai.exceptions import (
     UnexpectedModelBehavior,
     UserError,
 )
+from pydantic_ai.messages import ModelResponse
 from pydantic_ai.models import Model, infer_model
+from pydantic_ai.result import StreamedRunResult
+from pydantic_core import from_json
 from shared.text import RESULT_TYPE_BY_OPERATION, Operation
 
 from app.core.config import Settings
@@ -78,7 +83,7 @@ class ProviderRequest:
 def build_model(settings: Settings) -> Model:
     """The model AI_MODEL names; a bad name or a missing key is a ConfigurationError."""
     if settings.ai_model == LOCAL_MODEL_NAME:
-        return local_model()
+        return local_model(settings.local_stream_delay_seconds)
     provider_name, _, model_name = settings.ai_model.partition(":")
     api_key = settings.ai_api_key.get_secret_value() if settings.ai_api_key else None
     try:
@@ -143,22 +148,86 @@ class AIProvider:
 
     async def run(self, request: ProviderRequest) -> BaseModel:
         agent = self._agents[request.operation]
-        try:
+        with _translated_errors():
             result = await agent.run(request.as_user_message())
-        except ModelTimeoutError as exc:
-            raise ProviderTimeoutError(
-                "The AI provider did not answer in time.", transient=True
-            ) from exc
-        except ModelHTTPError as exc:
-            raise _http_error(exc) from exc
-        except ModelAPIError as exc:  # connection errors and the like
-            raise ProviderError(f"The AI provider is unreachable: {exc}", transient=True) from exc
-        except UnexpectedModelBehavior as exc:
-            raise InvalidProviderOutputError(
-                "The AI provider's answer did not match the expected result, even after a retry."
-            ) from exc
         output: BaseModel = result.output
         return output
+
+    @asynccontextmanager
+    async def stream(self, request: ProviderRequest) -> AsyncIterator["ProviderStream"]:
+        """The answer as the model streams it; the HTTP response is closed on exit, early or
+        not. Entering waits for the model's first chunk (pydantic-ai peeks at it)."""
+        agent = self._agents[request.operation]
+        with _translated_errors(retried=False):
+            async with agent.run_stream(request.as_user_message()) as result:
+                # An async generator (typed as an iterator): closed here, not left to the GC.
+                snapshots = cast(
+                    AsyncGenerator[ModelResponse, None], result.stream_response(debounce_by=None)
+                )
+                try:
+                    yield ProviderStream(result, snapshots)
+                finally:
+                    await snapshots.aclose()
+
+
+class ProviderStream:
+    """One streamed answer: the output's arguments as they grow, then the validated output.
+
+    Snapshots are the output tool call's arguments parsed as partial JSON, so a text field can
+    be read before the fields after it have arrived (pydantic-ai's own partial validation waits
+    for every required field). Unlike `run`, an invalid output is not sent back for another try:
+    pydantic-ai cannot retry inside a stream, so it is InvalidProviderOutputError at once.
+    """
+
+    def __init__(
+        self, result: StreamedRunResult[None, Any], snapshots: AsyncIterator[ModelResponse]
+    ) -> None:
+        self._result = result
+        self._snapshots = snapshots
+
+    async def next_snapshot(self) -> dict[str, Any] | None:
+        """The arguments received so far (possibly `{}`), or None once the model is done."""
+        with _translated_errors(retried=False):
+            response = await anext(self._snapshots, None)
+        if response is None:
+            return None
+        if not response.tool_calls:
+            return {}
+        arguments = response.tool_calls[0].args
+        if not isinstance(arguments, str):
+            return dict(arguments or {})
+        try:
+            arguments = from_json(arguments, allow_partial="trailing-strings")
+        except ValueError:  # cut inside an escape sequence: the next chunk completes it
+            return {}
+        return arguments if isinstance(arguments, dict) else {}
+
+    async def output(self) -> BaseModel:
+        """The validated output, once every snapshot has been read."""
+        with _translated_errors(retried=False):
+            output: BaseModel = await self._result.get_output()
+        return output
+
+
+@contextmanager
+def _translated_errors(*, retried: bool = True) -> Iterator[None]:
+    """pydantic-ai's errors as our ProviderError family; everything else passes unchanged.
+    `retried`: whether an invalid output was sent back to the model once before failing."""
+    try:
+        yield
+    except ModelTimeoutError as exc:
+        raise ProviderTimeoutError(
+            "The AI provider did not answer in time.", transient=True
+        ) from exc
+    except ModelHTTPError as exc:
+        raise _http_error(exc) from exc
+    except ModelAPIError as exc:  # connection errors, a stream cut before its end, and the like
+        raise ProviderError(f"The AI provider is unreachable: {exc}", transient=True) from exc
+    except UnexpectedModelBehavior as exc:
+        raise InvalidProviderOutputError(
+            "The AI provider's answer did not match the expected result"
+            + (", even after a retry." if retried else ".")
+        ) from exc
 
 
 def _http_error(exc: ModelHTTPError) -> ProviderError:

@@ -1,15 +1,25 @@
 """The provider as the domain sees it: each request is retried inside the breaker's view, so
-one request that exhausts its retries counts as one failure."""
+one request that exhausts its retries counts as one failure.
+
+A streamed answer is one breaker call from its request to its last token. It is retried only
+until the provider's first chunk: once text may have reached the caller, starting over would
+repeat it, so a later failure ends the stream (and counts as the call's failure).
+"""
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from app.core.exceptions import ProviderError
-from app.infrastructure.ai.provider import AIProvider, ProviderRequest
+from app.core.exceptions import ProviderError, ProviderTimeoutError
+from app.infrastructure.ai.provider import AIProvider, ProviderRequest, ProviderStream
 from app.infrastructure.metrics import Metrics
 from app.infrastructure.resilience.breaker import CircuitBreaker
 from app.infrastructure.resilience.retry import RetryPolicy, Sleep, call_with_retries
+
+T = TypeVar("T")
 
 
 def is_provider_failure(exc: BaseException) -> bool:
@@ -39,21 +49,91 @@ class ResilientProvider:
     async def run(self, request: ProviderRequest) -> BaseModel:
         return await self.breaker.call(
             lambda: call_with_retries(
-                lambda: self._counted(request), self._retry_policy, sleep=self._sleep
+                lambda: self._counted_run(request), self._retry_policy, sleep=self._sleep
             )
         )
 
-    async def _counted(self, request: ProviderRequest) -> BaseModel:
+    async def _counted_run(self, request: ProviderRequest) -> BaseModel:
+        with self._counted():
+            return await self.provider.run(request)
+
+    @asynccontextmanager
+    async def stream(self, request: ProviderRequest) -> AsyncIterator["ResilientStream"]:
+        """Entering asks the breaker (CircuitOpenError while open) and calls nothing yet: the
+        first `next_snapshot` calls the provider. Leaving closes the provider's stream and
+        settles the breaker call: a failure if a ProviderError left, none if cancelled."""
+        async with self.breaker.guard(), AsyncExitStack() as stack:
+            yield ResilientStream(self, request, stack)
+
+    @contextmanager
+    def _counted(self) -> Iterator[None]:
         calls = self._metrics.provider_calls
         try:
-            result = await self.provider.run(request)
+            yield
         except ProviderError as exc:
             calls.labels(outcome=exc.code).inc()
             raise
-        except asyncio.CancelledError:
-            # An attempt timeout or the request deadline cut the call (or the caller left). It
+        except (asyncio.CancelledError, GeneratorExit):
+            # An attempt timeout or the request deadline cut the call, or the caller left. It
             # reached the provider all the same, and a hanging provider shows up only here.
             calls.labels(outcome="cancelled").inc()
             raise
         calls.labels(outcome="ok").inc()
-        return result
+
+
+class ResilientStream:
+    """A provider stream under the retry policy: attempts (each its own connection) until the
+    first chunk, each within the attempt timeout; then every later chunk within the attempt
+    timeout too (a provider silent that long has stalled), and all of it within the deadline."""
+
+    def __init__(
+        self, resilient: ResilientProvider, request: ProviderRequest, stack: AsyncExitStack
+    ) -> None:
+        self._resilient = resilient
+        self._request = request
+        self._stack = stack
+        self._policy = resilient._retry_policy
+        self._stream: ProviderStream | None = None
+        self._deadline = 0.0
+
+    async def next_snapshot(self) -> dict[str, Any] | None:
+        """The output's arguments so far, or None once the provider is done."""
+        if self._stream is None:
+            return await self._open()
+        return await self._within_limits(self._stream.next_snapshot())
+
+    async def output(self) -> BaseModel:
+        """The validated output, after the last snapshot."""
+        assert self._stream is not None, "read the snapshots first"
+        return await self._within_limits(self._stream.output())
+
+    async def _open(self) -> dict[str, Any] | None:
+        self._deadline = asyncio.get_running_loop().time() + self._policy.deadline_seconds
+
+        async def attempt() -> dict[str, Any] | None:
+            async with AsyncExitStack() as attempt_stack:
+                attempt_stack.enter_context(self._resilient._counted())
+                stream = await attempt_stack.enter_async_context(
+                    self._resilient.provider.stream(self._request)
+                )
+                first = await stream.next_snapshot()
+                # The first chunk arrived: from now on the connection lives as long as the
+                # caller's stream, and no failure is retried.
+                self._stack.push_async_exit(attempt_stack.pop_all())
+            self._stream = stream
+            return first
+
+        return await call_with_retries(attempt, self._policy, sleep=self._resilient._sleep)
+
+    async def _within_limits(self, step: Awaitable[T]) -> T:
+        left = self._deadline - asyncio.get_running_loop().time()
+        timeout = min(self._policy.attempt_timeout_seconds, left)
+        try:
+            async with asyncio.timeout(max(0.0, timeout)):
+                return await step
+        except TimeoutError as exc:
+            raise ProviderTimeoutError(
+                f"The AI provider did not finish within {self._policy.deadline_seconds:g} s."
+                if timeout == left
+                else f"The AI provider sent nothing for {timeout:g} s mid-answer."
+            ) from exc
