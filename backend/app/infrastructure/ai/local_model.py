@@ -63,18 +63,19 @@ def _respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     )
 
 
-def word_chunks(text: str) -> list[str]:
-    """`text` cut after each run of whitespace: the chunks join back to exactly `text`."""
-    return re.findall(r"\S*\s+|\S+$", text)
+def argument_chunks(arguments: dict[str, Any]) -> list[str]:
+    """The JSON of `arguments` as a model streams it: cut after each word. Compact JSON, so the
+    first chunk runs up to the first word of the first text; the chunks join back to the JSON."""
+    return re.findall(
+        r"\S*\s+|\S+$", json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
+    )
 
 
 def tool_call_chunks(tool_name: str, arguments: dict[str, Any]) -> list[DeltaToolCalls]:
-    """A tool call with these arguments, as a model streams it: a JSON chunk per word. The JSON
-    is compact, so the first chunk runs up to the first word of the first text."""
-    chunks = word_chunks(json.dumps(arguments, ensure_ascii=False, separators=(",", ":")))
+    """A call of `tool_name` with `arguments`, as a model streams it."""
     return [
         {0: DeltaToolCall(name=tool_name if index == 0 else None, json_args=chunk)}
-        for index, chunk in enumerate(chunks)
+        for index, chunk in enumerate(argument_chunks(arguments))
     ]
 
 
