@@ -130,7 +130,7 @@ async def make_stream_client(
         yield factory
 
 
-# --- reading a stream ------------------------------------------------------------------------------
+# --- reading a stream ----------------------------------------------------------------------------
 
 
 @dataclass
@@ -193,7 +193,7 @@ async def breaker_state(client: httpx.AsyncClient) -> str:
     return state
 
 
-# --- the tests -------------------------------------------------------------------------------------
+# --- the tests -----------------------------------------------------------------------------------
 
 
 class TestStreamEvents:
@@ -205,8 +205,8 @@ class TestStreamEvents:
     ):
         """A summary arrives as `meta`, word-sized `delta`s, and a `done` equal to /process.
 
-        Integration scope: route, rate limit, service, breaker, retries, pydantic-ai's stream of
-        the provider (in-process fake, or Chat Completions chunks over loopback HTTP), sse-starlette.
+        Integration scope: route, service, breaker, retries, pydantic-ai's stream of the
+        provider (in-process fake, or Chat Completions chunks over loopback HTTP), sse-starlette.
         Business impact: clients render text as it is written and keep `done` as the record;
         if `done` differed from /process, the two endpoints would disagree on one question.
         Test strategy: stream a summary, then ask /process for the same text with no-cache (the
