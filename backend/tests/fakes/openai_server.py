@@ -8,8 +8,8 @@ of completions requests that reached it. Nothing listens beyond 127.0.0.1.
 
 A request with `"stream": true` is answered as the Chat Completions API streams: `data:` lines
 of `chat.completion.chunk`s, the tool call's arguments a word per chunk (`chunk_interval`
-seconds apart), then `data: [DONE]`. `cut_after(n)` drops the connection after `n` chunks
-without `[DONE]`; `pause_after(n)` goes silent after `n` chunks until the client leaves.
+seconds apart), then `data: [DONE]`. `cut_after(n)` drops the connection after `n` chunks, in
+the middle of the chunked body; `pause_after(n)` goes silent after `n` chunks until the client leaves.
 `abandoned` counts streams whose client closed the connection before their end: the server
 watches its socket while it waits, so it notices at once, as a provider that stops generating
 (and billing) does.
@@ -148,9 +148,13 @@ def _handler_for(server: OpenAICompatibleServer) -> type[BaseHTTPRequestHandler]
                 self._send(status, _completion(request))
 
         def _stream(self, request: dict[str, Any], plan: StreamPlan) -> bool:
-            """Whether the stream was sent to its end; HTTP/1.0, so closing ends the body."""
+            """Whether the stream was sent to its end. Chunked, as real providers send it, so a
+            stream cut short is a broken response for the client, not a short one."""
+            self.protocol_version = "HTTP/1.1"
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Connection", "close")
             self.end_headers()
             name = request["tools"][0]["function"]["name"]
             opening = {"role": "assistant", "tool_calls": [_tool_delta(name=name, arguments="")]}
@@ -165,11 +169,15 @@ def _handler_for(server: OpenAICompatibleServer) -> type[BaseHTTPRequestHandler]
                     return False
                 self._event(_chunk(request, {"tool_calls": [_tool_delta(arguments=piece)]}))
             self._event(_chunk(request, {}, finish_reason="tool_calls"))
-            self.wfile.write(b"data: [DONE]\n\n")
+            self._write(b"data: [DONE]\n\n")
+            self._write(b"")  # the last chunk of the body
             return True
 
         def _event(self, chunk: dict[str, Any]) -> None:
-            self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            self._write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+
+        def _write(self, data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
 
         def _client_leaves_within(self, seconds: float) -> bool:
             """Wait up to `seconds`; True as soon as the client closes its end. The request was

@@ -108,6 +108,7 @@ async def make_stream_client(
             *,
             upstream: Upstream | None = None,
             redis: RedisBackend | None = None,
+            database: DatabaseBackend | None = None,
             **overrides: Any,
         ) -> httpx.AsyncClient:
             redis_client = None
@@ -119,7 +120,7 @@ async def make_stream_client(
             if upstream is not None:
                 overrides = {**upstream.settings, **overrides}
             overrides.setdefault("local_stream_delay_seconds", 0.0)
-            settings = make_settings(sqlite_backend, **overrides)
+            settings = make_settings(database or sqlite_backend, **overrides)
             model = upstream.model if upstream is not None else None
             externals = Externals(redis=redis_client, ai_model=model, clock=clock, sleep=sleep)
             url = await stack.enter_async_context(served(create_app(settings, externals)))
@@ -405,3 +406,278 @@ async def read_then_leave(client: httpx.AsyncClient, *, deltas: int) -> list[str
             if names.count("delta") == deltas:
                 break
     return names
+
+
+class TestStreamResilience:
+    """Seam: POST /v1/text/stream → CircuitBreaker → retries → provider stream."""
+
+    @pytest.mark.covers("STREAM-04")
+    async def test_failure_after_the_first_token_ends_the_stream_and_opens_the_breaker(
+        self, make_stream_client: StreamClientFactory, upstream: Upstream
+    ):
+        """A provider failing mid-stream is not retried, and counts as a breaker failure.
+
+        Integration scope: the breaker call spanning the whole stream, the retry policy
+        (three attempts allowed), the provider cut after three chunks.
+        Business impact: retrying after tokens were shown would repeat them; not counting the
+        failure would keep a broken provider in use.
+        Test strategy: threshold 1; cut the stream after three chunks; stream another text.
+        Success criteria: one provider request for the cut stream, which ends with `error`;
+        the breaker is open; the next stream is a JSON 503 `circuit_open` with Retry-After,
+        before any event, and reaches no provider.
+        """
+        client = await make_stream_client(
+            upstream=upstream, ai_max_attempts=3, breaker_failure_threshold=1
+        )
+        upstream.cut_after(3)
+
+        cut = await stream(client)
+        refused = await stream(client, {"operation": "summarize", "text": "Another text."})
+
+        assert cut.names[-1] == "error"
+        assert upstream.calls() == 1
+        assert await breaker_state(client) == "open"
+        assert refused.status == 503
+        assert refused.error_body is not None
+        assert refused.error_body["error"]["code"] == "circuit_open"
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert refused.error_body["error"]["details"]["retry_after_ms"] > 0
+        assert upstream.calls() == 1
+
+    @pytest.mark.covers("STREAM-04")
+    async def test_failures_before_the_first_token_are_retried_as_one_breaker_failure(
+        self, make_stream_client: StreamClientFactory, upstream: Upstream
+    ):
+        """Before its first token a stream is retried like /process, and fails as one call.
+
+        Integration scope: tenacity around opening the provider stream, the breaker counting
+        the exhausted attempts once.
+        Business impact: a blip before the answer starts is absorbed as it is for /process.
+        Test strategy: every request fails with a 500; three attempts; threshold 2.
+        Success criteria: three provider requests; meta then `error` `provider_error`; the
+        breaker counts one failure and stays closed.
+        """
+        client = await make_stream_client(
+            upstream=upstream, ai_max_attempts=3, breaker_failure_threshold=2
+        )
+        upstream.fail()
+
+        failed = await stream(client)
+
+        assert failed.names == ["meta", "error"]
+        assert failed.data("error")["error"]["code"] == "provider_error"
+        assert upstream.calls() == 3
+        breakers = (await client.get("/internal/resilience/breakers", headers=OPERATOR)).json()
+        assert breakers["breakers"][0]["failure_count"] == 1
+        assert breakers["breakers"][0]["state"] == "closed"
+
+    @pytest.mark.covers("STREAM-04")
+    async def test_open_breaker_streams_a_stale_answer_as_degraded(
+        self,
+        make_stream_client: StreamClientFactory,
+        upstream: Upstream,
+        redis_backend: RedisBackend,
+        clock: FakeClock,
+    ):
+        """While the breaker is open, an expired answer within the grace is streamed degraded.
+
+        Integration scope: breaker open → stale cache entry on each Redis tier → a stream
+        flagged degraded; the history row.
+        Business impact: a streaming client gets yesterday's answer, marked, not an error.
+        Test strategy: stream a summary; let its TTL pass (fake clock); open the breaker with
+        a failing stream of another text; stream the summary again.
+        Success criteria: meta and done say cached and degraded, the delta carries the whole
+        text, no provider call is made for it.
+        """
+        client = await make_stream_client(
+            upstream=upstream,
+            redis=redis_backend,
+            ai_max_attempts=1,
+            breaker_failure_threshold=1,
+            cache_ttl_seconds={"summarize": 60},
+        )
+        fresh = await stream(client)
+        clock.advance(61)
+        upstream.fail()
+        await stream(client, {"operation": "summarize", "text": "Another text."})
+        calls = upstream.calls()
+
+        degraded = await stream(client)
+
+        assert degraded.names == ["meta", "delta", "done"]
+        assert degraded.data("meta")["degraded"] is True
+        assert degraded.data("meta")["cached"] is True
+        assert degraded.text == fresh.text
+        assert degraded.data("done")["degraded"] is True
+        assert upstream.calls() == calls
+        (row, *_) = await history(client)
+        assert (row["outcome"], row["degraded"], row["streamed"]) == ("completed", True, True)
+
+    @pytest.mark.covers("STREAM-08")
+    async def test_error_event_carries_the_json_error_of_process(
+        self, make_stream_client: StreamClientFactory, upstream: Upstream
+    ):
+        """The `error` event's data is the body /process answers with for the same failure.
+
+        Integration scope: the error mapping of app.api.errors reused for the event.
+        Business impact: clients handle one error shape, streamed or not.
+        Test strategy: the provider fails every request; stream, then /process.
+        Success criteria: same code, message and details; the status /process gives is 502.
+        """
+        client = await make_stream_client(upstream=upstream, ai_max_attempts=1)
+        upstream.fail()
+
+        streamed = await stream(client)
+        processed = await client.post("/v1/text/process", json=SUMMARIZE)
+
+        event = streamed.data("error")["error"]
+        body = processed.json()["error"]
+        assert processed.status_code == 502
+        assert (event["code"], event["message"], event["details"]) == (
+            body["code"],
+            body["message"],
+            body["details"],
+        )
+        assert event["request_id"]
+
+
+class TestStreamDisconnect:
+    """Seam: client → TCP → uvicorn → sse-starlette → cancelled provider stream → history."""
+
+    @pytest.mark.covers("STREAM-05", "STREAM-06")
+    async def test_client_leaving_mid_stream_cancels_the_provider_call(
+        self, make_stream_client: StreamClientFactory, upstream: Upstream
+    ):
+        """A client that closes the connection mid-stream stops the provider within a second.
+
+        Integration scope: TCP close → uvicorn's http.disconnect → sse-starlette's cancel →
+        pydantic-ai closing the provider stream (the HTTP response, for the server) → history.
+        Business impact: tokens nobody reads are not paid for; the history says what happened.
+        Test strategy: the provider goes silent after four chunks; read two deltas and close;
+        poll the provider's side and the history, each with a deadline.
+        Success criteria: the provider sees its stream abandoned within a second; the history
+        row says `cancelled`, streamed, with a time to first token; the breaker counts nothing.
+        """
+        client = await make_stream_client(upstream=upstream)
+        upstream.pause_after(4)
+
+        names = await read_then_leave(client, deltas=2)
+
+        assert names == ["meta", "delta", "delta"]
+        await eventually(lambda: upstream.abandoned() == 1, DISCONNECT_DEADLINE)
+
+        async def row_written() -> bool:
+            return len(await history(client)) == 1
+
+        await eventually(row_written, WRITE_DEADLINE)
+        (row,) = await history(client)
+        assert (row["outcome"], row["streamed"], row["cached"]) == ("cancelled", True, False)
+        assert row["time_to_first_token_ms"] > 0
+        breakers = (await client.get("/internal/resilience/breakers", headers=OPERATOR)).json()
+        assert breakers["breakers"][0]["failure_count"] == 0
+
+    @pytest.mark.covers("STREAM-05", "STREAM-08")
+    async def test_silent_provider_gets_heartbeats_and_its_client_leaving_cancels_it(
+        self, make_stream_client: StreamClientFactory, upstream: Upstream
+    ):
+        """Before the first token a silent stream carries heartbeats, and a client can leave.
+
+        Integration scope: sse-starlette's ping while the provider is silent, and its
+        disconnect listener while the generator waits on the provider (a response that only
+        noticed the client at its next write would wait for the provider's next token).
+        Business impact: proxies do not cut a stream during a long first-token wait; a user
+        who gives up during it does not keep the provider busy.
+        Test strategy: the provider answers nothing; heartbeats every 50 ms; read raw lines
+        until a comment arrives after meta, then close.
+        Success criteria: a `: ping` comment arrives; the provider sees the client leave
+        within a second; the history says `cancelled` with no time to first token.
+        """
+        client = await make_stream_client(upstream=upstream, stream_ping_seconds=0.05)
+        upstream.pause_after(0)
+
+        lines: list[str] = []
+        async with client.stream("POST", "/v1/text/stream", json=SUMMARIZE) as response:
+            async for line in response.aiter_lines():
+                lines.append(line)
+                if line.startswith(":"):
+                    break
+
+        assert lines[0] == "event: meta"
+        assert lines[-1].startswith(": ping")
+        await eventually(lambda: upstream.abandoned() == 1, DISCONNECT_DEADLINE)
+
+        async def cancelled_row() -> bool:
+            rows = await history(client)
+            return bool(rows) and rows[0]["outcome"] == "cancelled"
+
+        await eventually(cancelled_row, WRITE_DEADLINE)
+        assert (await history(client))[0]["time_to_first_token_ms"] is None
+
+
+class TestStreamAccounting:
+    """Seam: POST /v1/text/stream → rate limiter and history, once per stream."""
+
+    @pytest.mark.covers("STREAM-06")
+    async def test_one_history_row_per_stream_with_its_outcome(
+        self,
+        make_stream_client: StreamClientFactory,
+        upstream: Upstream,
+        database_backend: DatabaseBackend,
+    ):
+        """Each stream leaves one row: completed, failed with its code, or refused.
+
+        Integration scope: the stream's history row through the group commit into SQLite and
+        PostgreSQL (migrated to 0003_stream), read back through /v1/history.
+        Business impact: users and operators see every streamed request and how it ended.
+        Test strategy: a completed stream, one cut by the provider, one refused by the open
+        breaker (threshold 1).
+        Success criteria: three rows, newest first: `circuit_open`, `provider_error`,
+        `completed`; all streamed; time to first token for those that sent text.
+        """
+        client = await make_stream_client(
+            upstream=upstream,
+            database=database_backend,
+            ai_max_attempts=1,
+            breaker_failure_threshold=1,
+        )
+        await stream(client)
+        upstream.cut_after(3)
+        await stream(client, {"operation": "summarize", "text": "A second text, cut short."})
+        await stream(client, {"operation": "summarize", "text": "A third text, refused."})
+
+        rows = await history(client)
+
+        assert [row["outcome"] for row in rows] == ["circuit_open", "provider_error", "completed"]
+        assert all(row["streamed"] for row in rows)
+        assert rows[0]["time_to_first_token_ms"] is None
+        assert rows[2]["time_to_first_token_ms"] > 0
+
+    @pytest.mark.covers("STREAM-07")
+    async def test_rate_limit_is_charged_once_per_stream(
+        self, make_stream_client: StreamClientFactory, upstream: Upstream
+    ):
+        """A stream of many events costs one request of the caller's limit.
+
+        Integration scope: charge_rate_limit before the stream, the X-RateLimit-* headers on
+        the event-stream response, the 429 as JSON before any event.
+        Business impact: streaming must not multiply, nor dodge, what a key may spend.
+        Test strategy: a limit of 2 a minute; two streams of many deltas; a third.
+        Success criteria: Remaining 1 then 0; the third is a JSON 429 with Retry-After and
+        reaches no provider.
+        """
+        client = await make_stream_client(
+            upstream=upstream, rate_limit_tiers={"free": 2, "pro": 2}
+        )
+
+        first = await stream(client)
+        second = await stream(client, {"operation": "summarize", "text": "Second text here."})
+        third = await stream(client, {"operation": "summarize", "text": "Third text here."})
+
+        assert first.names.count("delta") >= 5
+        assert first.headers["X-RateLimit-Remaining"] == "1"
+        assert second.headers["X-RateLimit-Remaining"] == "0"
+        assert third.status == 429
+        assert third.error_body is not None
+        assert third.error_body["error"]["code"] == "rate_limited"
+        assert "Retry-After" in third.headers
+        assert upstream.calls() == 2
