@@ -9,8 +9,8 @@ of completions requests that reached it. Nothing listens beyond 127.0.0.1.
 A request with `"stream": true` is answered as the Chat Completions API streams: `data:` lines
 of `chat.completion.chunk`s, the tool call's arguments a word per chunk (`chunk_interval`
 seconds apart), then `data: [DONE]`. `cut_after(n)` drops the connection after `n` chunks, in
-the middle of the chunked body; `pause_after(n)` goes silent after `n` chunks until the client leaves.
-`abandoned` counts streams whose client closed the connection before their end: the server
+the middle of the chunked body; `pause_after(n)` goes silent after `n` chunks until the client
+leaves. `abandoned` counts streams whose client closed the connection before their end: the server
 watches its socket while it waits, so it notices at once, as a provider that stops generating
 (and billing) does.
 """

@@ -665,9 +665,7 @@ class TestStreamAccounting:
         Success criteria: Remaining 1 then 0; the third is a JSON 429 with Retry-After and
         reaches no provider.
         """
-        client = await make_stream_client(
-            upstream=upstream, rate_limit_tiers={"free": 2, "pro": 2}
-        )
+        client = await make_stream_client(upstream=upstream, rate_limit_tiers={"free": 2, "pro": 2})
 
         first = await stream(client)
         second = await stream(client, {"operation": "summarize", "text": "Second text here."})
