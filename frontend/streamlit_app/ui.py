@@ -10,6 +10,7 @@ from shared.text import (
     Operation,
     QuestionsResult,
     SentimentResult,
+    StreamMeta,
     SummaryResult,
     TextProcessResponse,
 )
@@ -52,7 +53,7 @@ def run_page(render: Callable[[], None]) -> None:
         )
 
 
-def badges(response: TextProcessResponse) -> str:
+def badges(response: TextProcessResponse | StreamMeta) -> str:
     cache = ":green-badge[cached]" if response.cached else ":blue-badge[fresh]"
     degraded = " :orange-badge[degraded: stale answer]" if response.degraded else ""
     return f"{cache}{degraded} :gray-badge[model: {response.model}]"
@@ -64,7 +65,7 @@ def show_result(response: TextProcessResponse) -> None:
         st.caption("The AI provider is unavailable: this is an earlier answer kept in the cache.")
     result = response.result
     if isinstance(result, SummaryResult):
-        st.markdown(result.summary)
+        st.text(result.summary)  # the model's text, shown as written: never read as Markdown
     elif isinstance(result, SentimentResult):
         icon = SENTIMENT_ICONS[result.sentiment]
         st.markdown(f"### {icon} {result.sentiment.capitalize()}")
@@ -74,9 +75,10 @@ def show_result(response: TextProcessResponse) -> None:
         lines = result.key_points if isinstance(result, KeyPointsResult) else result.questions
         st.markdown("\n".join(f"- {line}" for line in lines) or "_Nothing found._")
     elif isinstance(result, AnswerResult):
-        st.markdown(f"**{result.answer}**")
+        st.text(result.answer)
         if result.evidence:
-            st.markdown("> " + result.evidence.replace("\n", "\n> "))
+            st.caption("Evidence")
+            st.text(result.evidence)
         st.caption(f"Confidence {result.confidence:.0%}")
 
 

@@ -13,7 +13,7 @@ EXPECTED = {
     Operation.SENTIMENT: "### :green[:material/sentiment_satisfied:] Positive",
     Operation.KEY_POINTS: "- Setup took two minutes.",
     Operation.QUESTIONS: "- What is the only downside?",
-    Operation.QA: "**The only downside is the short cable",
+    Operation.QA: "The only downside is the short cable",
 }
 
 
@@ -23,7 +23,8 @@ def _process(page: AppTest, operation: Operation) -> AppTest:
 
 
 def _texts(page: AppTest) -> list[str]:
-    return [element.value for element in page.markdown]
+    """Markdown first (the badges lead), then literal text (summaries and answers)."""
+    return [element.value for element in page.markdown] + [element.value for element in page.text]
 
 
 class TestProcessPage:
