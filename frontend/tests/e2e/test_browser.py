@@ -8,9 +8,12 @@ under REQUIRE_REAL_SERVICES=1, as in CI).
 import importlib.util
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fakes.openai_server import OpenAICompatibleServer
 from fakes.services import free_port, server_process, unavailable
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -26,6 +29,7 @@ CHROMIUM_FLAGS = [
 ROOT = Path(__file__).parents[3]
 APP = ROOT / "frontend" / "streamlit_app" / "main.py"
 SCREENSHOT = ROOT / "artifacts" / "e2e" / "process.png"
+SCREENSHOT_STREAMING = ROOT / "artifacts" / "e2e" / "process-streaming.png"
 STARTUP_SECONDS = 30
 TEXT = (
     "The city council approved the new cycling plan on Tuesday. Twelve kilometres of "
@@ -45,17 +49,16 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="module")
-def streamlit_url(live_backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`streamlit run` on a free port, configured as `make run` configures it."""
+@contextmanager
+def streamlit_for(backend, folder: Path) -> Iterator[str]:
+    """`streamlit run` on a free port, configured as `make run` configures it, on `backend`."""
     port = free_port()
-    folder = tmp_path_factory.mktemp("streamlit")
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(folder),  # a fresh ~/.streamlit
-        "BACKEND_URL": live_backend.url,
-        "BACKEND_API_KEY": live_backend.public_key,
-        "BACKEND_OPERATOR_KEY": live_backend.operator_key,
+        "BACKEND_URL": backend.url,
+        "BACKEND_API_KEY": backend.public_key,
+        "BACKEND_OPERATOR_KEY": backend.operator_key,
     }
     command = [
         sys.executable,
@@ -80,6 +83,39 @@ def streamlit_url(live_backend, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield url
 
 
+@pytest.fixture(scope="module")
+def streamlit_url(live_backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with streamlit_for(live_backend, tmp_path_factory.mktemp("streamlit")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def streamlit_on_provider(
+    provider_backend, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Streamlit on the backend whose provider is the loopback server the test steers."""
+    with streamlit_for(provider_backend, tmp_path_factory.mktemp("streamlit-provider")) as url:
+        yield url
+
+
+@contextmanager
+def browser_page(chromium: Path, profile: Path) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        # A persistent context on an empty folder: the fresh --user-data-dir, owned here.
+        browser = playwright.chromium.launch_persistent_context(
+            profile,
+            executable_path=str(chromium),
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1280, "height": 1000},
+        )
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
 @pytest.mark.e2e
 class TestBrowser:
     """Seam: Chromium → Streamlit server → ApiClient → the live backend."""
@@ -99,29 +135,50 @@ class TestBrowser:
         Success criteria: the result heading and a sentence of the text on screen, one
         request in the backend's history, and the screenshot written.
         """
-        from playwright.sync_api import sync_playwright
-
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         SCREENSHOT.unlink(missing_ok=True)
-        with sync_playwright() as playwright:
-            # A persistent context on an empty folder: the fresh --user-data-dir, owned here.
-            browser = playwright.chromium.launch_persistent_context(
-                tmp_path / "profile",
-                executable_path=str(chromium),
-                args=CHROMIUM_FLAGS,
-                viewport={"width": 1280, "height": 1000},
-            )
-            try:
-                page = browser.new_page()
-                page.goto(streamlit_url, wait_until="networkidle")
-                page.get_by_label("Text", exact=True).fill(TEXT)
-                page.get_by_role("button", name="Process").click()
-                page.get_by_text("Result: Summarize").wait_for(timeout=15_000)
-                page.get_by_text("The city council approved the new cycling plan").last.wait_for()
-                page.screenshot(path=str(SCREENSHOT), full_page=True)
-            finally:
-                browser.close()
+        with browser_page(chromium, tmp_path / "profile") as page:
+            page.goto(streamlit_url, wait_until="networkidle")
+            page.get_by_label("Text", exact=True).fill(TEXT)
+            page.get_by_role("button", name="Process").click()
+            page.get_by_text("Result: Summarize").wait_for(timeout=15_000)
+            page.get_by_text("The city council approved the new cycling plan").last.wait_for()
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
 
         with backend.client() as client:
             assert client.get("/v1/history").json()["total"] == 1
         assert SCREENSHOT.stat().st_size > 10_000
+
+    @pytest.mark.covers("STREAM-09")
+    def test_summary_shows_while_it_is_being_written(
+        self,
+        chromium: Path,
+        provider_backend,
+        loopback_provider: OpenAICompatibleServer,
+        streamlit_on_provider: str,
+        tmp_path: Path,
+    ):
+        """The first words of a summary are on screen while the model is still writing it.
+
+        Integration scope: Chromium → Streamlit → the API client's event reader → a backend
+        streaming from the loopback OpenAI-compatible server, which the test holds mid-answer.
+        Business impact: the point of streaming is what a person sees before the answer ends;
+        only a real browser shows that the page repaints as events arrive.
+        Test strategy: the provider pauses after six chunks (until its client leaves); submit
+        a text and wait for its first words; screenshot.
+        Success criteria: the first words are on screen while no result heading is (the
+        stream has not ended); the screenshot is written.
+        """
+        loopback_provider.pause_after(6)
+        SCREENSHOT_STREAMING.parent.mkdir(parents=True, exist_ok=True)
+        with browser_page(chromium, tmp_path / "profile") as page:
+            page.goto(streamlit_on_provider, wait_until="networkidle")
+            page.get_by_label("Text", exact=True).fill(TEXT)
+            page.get_by_role("button", name="Process").click()
+            streamed = page.get_by_test_id("stText")  # st.text: what the page writes literally
+            streamed.filter(has_text="The city council approved").wait_for(timeout=15_000)
+            page.screenshot(path=str(SCREENSHOT_STREAMING), full_page=True)
+
+            assert "cycling plan" not in streamed.inner_text()  # words not yet sent
+            assert page.get_by_text("Result: Summarize").count() == 0
+        loopback_provider.answer()
