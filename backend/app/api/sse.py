@@ -33,15 +33,22 @@ async def event_stream_response(
     """The response for `events`, whose first event is taken now: a refusal raised before it
     (an open circuit, invalid text) still becomes an ordinary JSON error with its status code.
 
-    `events` is closed after the response whatever happened to it, so that a stream cut before
-    it ran to its end still settles its provider call and writes its history row.
+    A stream cut before its end (the client left, or stopped reading) is closed by the task that
+    iterated it: the provider's stream holds anyio cancel scopes, which only the task that
+    entered them may leave. sse-starlette closes `encoded` there on any interruption, and
+    `encoded` closes `events`. The background task closes a stream the response never started
+    (still at its first event, holding no scope), so that it too settles its breaker call and
+    writes its history row.
     """
     first = await anext(events)
 
     async def encoded() -> AsyncIterator[ServerSentEvent]:
-        yield encode(first)
-        async for event in events:
-            yield encode(event)
+        try:
+            yield encode(first)
+            async for event in events:
+                yield encode(event)
+        finally:
+            await events.aclose()
 
     return EventSourceResponse(
         encoded(),

@@ -10,8 +10,9 @@ side of the story: requests that reached it, streams whose client went away.
 import asyncio
 import inspect
 import json
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +108,7 @@ async def make_stream_client(
         async def factory(
             *,
             upstream: Upstream | None = None,
+            model: Model | None = None,
             redis: RedisBackend | None = None,
             database: DatabaseBackend | None = None,
             **overrides: Any,
@@ -121,7 +123,8 @@ async def make_stream_client(
                 overrides = {**upstream.settings, **overrides}
             overrides.setdefault("local_stream_delay_seconds", 0.0)
             settings = make_settings(database or sqlite_backend, **overrides)
-            model = upstream.model if upstream is not None else None
+            if upstream is not None:
+                model = upstream.model
             externals = Externals(redis=redis_client, ai_model=model, clock=clock, sleep=sleep)
             url = await stack.enter_async_context(served(create_app(settings, externals)))
             return await stack.enter_async_context(
@@ -612,6 +615,54 @@ class TestStreamDisconnect:
 
         await eventually(cancelled_row, WRITE_DEADLINE)
         assert (await history(client))[0]["time_to_first_token_ms"] is None
+
+    @pytest.mark.covers("STREAM-05")
+    async def test_client_that_stops_reading_is_cut_with_its_provider_call(
+        self, make_stream_client: StreamClientFactory, provider: FakeProvider
+    ):
+        """A client that keeps its connection open but reads nothing is cut after the send
+        timeout, and the provider call with it.
+
+        Integration scope: TCP flow control → uvicorn's send blocking → sse-starlette's send
+        timeout → the stream closed → the fake provider's generator closed → history.
+        Business impact: a frozen client (a suspended laptop, a stuck proxy) does not hold a
+        provider call and a worker's memory open for ever.
+        Test strategy: a raw socket with a 4 KB receive buffer that sends the request and never
+        reads; the provider streams 6 MB of text at once; send timeout 0.2 s.
+        Success criteria: the provider's stream is abandoned and the history row says
+        `cancelled`, each within its deadline.
+        """
+        # More than the server's socket may buffer: Linux grows a send buffer up to 4 MB.
+        long_summary = " ".join("y" * 50_000 for _ in range(120))
+        provider.answer_with({"kind": "summary", "summary": long_summary})
+        client = await make_stream_client(model=provider.model, stream_send_timeout_seconds=0.2)
+
+        async with frozen_reader(client, SUMMARIZE):
+            await eventually(lambda: provider.abandoned == 1, WRITE_DEADLINE)
+
+            async def cancelled_row() -> bool:
+                rows = await history(client)
+                return bool(rows) and rows[0]["outcome"] == "cancelled"
+
+            await eventually(cancelled_row, WRITE_DEADLINE)
+
+
+@asynccontextmanager
+async def frozen_reader(client: httpx.AsyncClient, body: dict[str, Any]) -> AsyncIterator[None]:
+    """A client that sends a stream request and never reads a byte of the answer."""
+    url = client.base_url
+    payload = json.dumps(body).encode()
+    request = (
+        f"POST /v1/text/stream HTTP/1.1\r\nHost: {url.host}\r\nX-API-Key: {PUBLIC_KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, (url.host, url.port))
+        await loop.sock_sendall(sock, request)
+        yield
 
 
 class TestStreamAccounting:

@@ -7,12 +7,14 @@ model unchanged. Retries, timeouts and the breaker are the resilience layer's jo
 SDK's own hidden retries are turned off here.
 """
 
+import asyncio
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
+import anyio
 from pydantic import BaseModel
 from pydantic_ai import Agent
 from pydantic_ai.exceptions import (
@@ -24,7 +26,6 @@ from pydantic_ai.exceptions import (
 )
 from pydantic_ai.messages import ModelResponse
 from pydantic_ai.models import Model, infer_model
-from pydantic_ai.result import StreamedRunResult
 from pydantic_core import from_json
 from shared.text import RESULT_TYPE_BY_OPERATION, Operation
 
@@ -155,58 +156,91 @@ class AIProvider:
 
     @asynccontextmanager
     async def stream(self, request: ProviderRequest) -> AsyncIterator["ProviderStream"]:
-        """The answer as the model streams it; the HTTP response is closed on exit, early or
-        not. Entering waits for the model's first chunk (pydantic-ai peeks at it)."""
+        """The answer as the model streams it, read by a task of its own; leaving cancels that
+        task, which closes the model's stream (its HTTP response) whether or not it ended."""
+        stream = ProviderStream()
         agent = self._agents[request.operation]
-        with _translated_errors(retried=False):
-            async with agent.run_stream(request.as_user_message()) as result:
-                # An async generator (typed as an iterator): closed here, not left to the GC.
-                snapshots = cast(
-                    AsyncGenerator[ModelResponse, None], result.stream_response(debounce_by=None)
-                )
-                try:
-                    yield ProviderStream(result, snapshots)
-                finally:
-                    await snapshots.aclose()
+        reader = asyncio.create_task(stream.read(agent, request.as_user_message()))
+        try:
+            yield stream
+        finally:
+            reader.cancel()
+            with anyio.CancelScope(shield=True):  # leave once the model's stream is closed
+                await asyncio.wait([reader])
 
 
 class ProviderStream:
     """One streamed answer: the output's arguments as they grow, then the validated output.
 
+    A task of its own reads the model's stream, because pydantic-ai's `run_stream` holds anyio
+    cancel scopes while it is open: a caller that yields events inside it (a response generator)
+    could not be closed by a server without leaving those scopes out of order. Here they are
+    entered and left by the reading task alone, and the caller only waits on this object.
+
     Snapshots are the output tool call's arguments parsed as partial JSON, so a text field can
     be read before the fields after it have arrived (pydantic-ai's own partial validation waits
-    for every required field). Unlike `run`, an invalid output is not sent back for another try:
-    pydantic-ai cannot retry inside a stream, so it is InvalidProviderOutputError at once.
+    for every required field). Only the latest is kept: a slow reader gets fewer, larger steps.
+    Unlike `run`, an invalid output is not sent back for another try (pydantic-ai cannot retry
+    inside a stream): it is InvalidProviderOutputError at once.
     """
 
-    def __init__(
-        self, result: StreamedRunResult[None, Any], snapshots: AsyncIterator[ModelResponse]
-    ) -> None:
-        self._result = result
-        self._snapshots = snapshots
+    def __init__(self) -> None:
+        self._latest: dict[str, Any] | None = None
+        self._output: BaseModel | None = None
+        self._error: Exception | None = None
+        self._finished = False
+        self._changed = asyncio.Event()
+
+    async def read(self, agent: Agent[None, Any], prompt: str) -> None:
+        try:
+            async with agent.run_stream(prompt) as result:
+                async for response in result.stream_response(debounce_by=None):
+                    self._latest = _arguments(response)
+                    self._changed.set()
+                self._output = await result.get_output()
+        except Exception as exc:  # handed to the caller, who raises it as ours
+            self._error = exc
+        self._finished = True
+        self._changed.set()
 
     async def next_snapshot(self) -> dict[str, Any] | None:
         """The arguments received so far (possibly `{}`), or None once the model is done."""
-        with _translated_errors(retried=False):
-            response = await anext(self._snapshots, None)
-        if response is None:
-            return None
-        if not response.tool_calls:
-            return {}
-        arguments = response.tool_calls[0].args
-        if not isinstance(arguments, str):
-            return dict(arguments or {})
-        try:
-            arguments = from_json(arguments, allow_partial="trailing-strings")
-        except ValueError:  # cut inside an escape sequence: the next chunk completes it
-            return {}
-        return arguments if isinstance(arguments, dict) else {}
+        while True:
+            if self._latest is not None:
+                latest, self._latest = self._latest, None
+                return latest
+            if self._finished:
+                self._raise_error()
+                return None
+            self._changed.clear()
+            await self._changed.wait()
 
     async def output(self) -> BaseModel:
         """The validated output, once every snapshot has been read."""
-        with _translated_errors(retried=False):
-            output: BaseModel = await self._result.get_output()
-        return output
+        while not self._finished:
+            self._changed.clear()
+            await self._changed.wait()
+        self._raise_error()
+        assert self._output is not None
+        return self._output
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            with _translated_errors(retried=False):
+                raise self._error
+
+
+def _arguments(response: ModelResponse) -> dict[str, Any]:
+    if not response.tool_calls:
+        return {}
+    arguments = response.tool_calls[0].args
+    if not isinstance(arguments, str):
+        return dict(arguments or {})
+    try:
+        parsed = from_json(arguments, allow_partial="trailing-strings")
+    except ValueError:  # cut inside an escape sequence: the next chunk completes it
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 @contextmanager
