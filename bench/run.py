@@ -10,7 +10,7 @@ is reported, not raised.
 
 Knobs (environment): BENCH_DURATION seconds per scenario (5), BENCH_WARMUP seconds (1),
 BENCH_WORKERS (1,2), BENCH_PROVIDER_LATENCY_MS (50), BENCH_TOKEN_INTERVAL_MS (20),
-BENCH_STREAMS (200), BENCH_STREAM_CONCURRENCY (10), BENCH_REDIS_URL (default
+BENCH_STREAMS (50), BENCH_STREAM_CONCURRENCY (10), BENCH_REDIS_URL (default
 redis://127.0.0.1:6379/13 if it answers; empty for in-memory), BENCH_DATABASE_URL (default a
 fresh SQLite file; any other database keeps the history rows the run writes).
 """
@@ -68,7 +68,9 @@ class Bench:
     redis_url: str | None
     measurements: list[Measurement] = field(default_factory=list)
     startups: list[Startup] = field(default_factory=list)
-    ttft_service: dict[int, ttft.Latencies] = field(default_factory=dict)  # by worker count
+    # Time to first token by worker count: streams one at a time (the target), and at once.
+    ttft_service: dict[int, ttft.Latencies] = field(default_factory=dict)
+    ttft_loaded: dict[int, ttft.Latencies] = field(default_factory=dict)
 
     def run(self, spec: ServerSpec, workers: int) -> None:
         clear_redis(self.redis_url)  # a cold cache and a closed breaker for every server
@@ -104,13 +106,17 @@ class Bench:
             env=self.env,
             scratch=self.scratch,
         ) as server:
-            streams = int(os.environ.get("BENCH_STREAMS", "200"))
+            streams = int(os.environ.get("BENCH_STREAMS", "50"))
             concurrency = int(os.environ.get("BENCH_STREAM_CONCURRENCY", "10"))
-            latencies = ttft.service_ttft(server, streams, concurrency)
-            self.ttft_service[workers] = latencies
+            alone = ttft.service_ttft(server, streams, 1)
+            loaded = ttft.service_ttft(server, 2 * streams, concurrency)
+            self.ttft_service[workers] = alone
+            self.ttft_loaded[workers] = loaded
             print(
-                f"\nstream x{workers}: time to first token through the service  "
-                f"{latencies.line()}  {_verdict(ttft.check(server))}"
+                f"\nstream x{workers}: time to first token through the service, one stream at a"
+                f" time  {alone.line()}  {_verdict(ttft.check(server))}\n"
+                f"stream x{workers}: the same, {concurrency} streams at once"
+                f"            {loaded.line()}"
             )
 
 
@@ -224,7 +230,7 @@ def _report(machine: report.Machine, redis: str, bench: Bench, rows: int | None)
     # At the start only: by the end the one-minute average holds the benchmark's own load.
     if machine.load_average_at_start[0] > 1:
         print("NOTE  something else was using these cores: the figures are noisy; run again")
-    provider = ttft.provider_ttft(int(os.environ.get("BENCH_STREAMS", "200")))
+    provider = ttft.provider_ttft(int(os.environ.get("BENCH_STREAMS", "50")))
     print(f"INFO  time to first token of the provider alone   {provider.line()}")
     for workers, service in sorted(bench.ttft_service.items()):
         overhead = service.p50_ms - provider.p50_ms
@@ -251,6 +257,7 @@ def _report(machine: report.Machine, redis: str, bench: Bench, rows: int | None)
         "time_to_first_token": {
             "provider": provider,
             "service_by_workers": bench.ttft_service,
+            "service_by_workers_concurrent": bench.ttft_loaded,
             "target_overhead_ms": ttft.TARGET_OVERHEAD_MS,
         },
     }
