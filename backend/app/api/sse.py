@@ -33,12 +33,10 @@ async def event_stream_response(
     """The response for `events`, whose first event is taken now: a refusal raised before it
     (an open circuit, invalid text) still becomes an ordinary JSON error with its status code.
 
-    A stream cut before its end (the client left, or stopped reading) is closed by the task that
-    iterated it: the provider's stream holds anyio cancel scopes, which only the task that
-    entered them may leave. sse-starlette closes `encoded` there on any interruption, and
-    `encoded` closes `events`. The background task closes a stream the response never started
-    (still at its first event, holding no scope), so that it too settles its breaker call and
-    writes its history row.
+    `events` is always closed, so that a stream cut short (its client left, or stopped reading)
+    stops its provider call, settles its breaker call and writes its history row: by `encoded`,
+    which sse-starlette closes on any interruption, in the task that iterated it; or, for a
+    stream the response never started, by the background task.
     """
     first = await anext(events)
 

@@ -183,7 +183,8 @@ class TextProcessor:
                 async for event in events:
                     yield event
         except AppError as exc:  # refused before the first event
-            await record.finish(exc.code)
+            if not record.finished:
+                await record.finish(exc.code)
             raise
         finally:
             if not record.finished:

@@ -54,7 +54,7 @@ class ResilientProvider:
         )
 
     async def _counted_run(self, request: ProviderRequest) -> BaseModel:
-        with self._counted():
+        with counted(self._metrics):
             return await self.provider.run(request)
 
     @asynccontextmanager
@@ -63,22 +63,26 @@ class ResilientProvider:
         first `next_snapshot` calls the provider. Leaving closes the provider's stream and
         settles the breaker call: a failure if a ProviderError left, none if cancelled."""
         async with self.breaker.guard(), AsyncExitStack() as stack:
-            yield ResilientStream(self, request, stack)
+            yield ResilientStream(
+                self.provider, request, stack, self._retry_policy, self._sleep, self._metrics
+            )
 
-    @contextmanager
-    def _counted(self) -> Iterator[None]:
-        calls = self._metrics.provider_calls
-        try:
-            yield
-        except ProviderError as exc:
-            calls.labels(outcome=exc.code).inc()
-            raise
-        except (asyncio.CancelledError, GeneratorExit):
-            # An attempt timeout or the request deadline cut the call, or the caller left. It
-            # reached the provider all the same, and a hanging provider shows up only here.
-            calls.labels(outcome="cancelled").inc()
-            raise
-        calls.labels(outcome="ok").inc()
+
+@contextmanager
+def counted(metrics: Metrics) -> Iterator[None]:
+    """One call that reached the provider, counted by how it ended."""
+    calls = metrics.provider_calls
+    try:
+        yield
+    except ProviderError as exc:
+        calls.labels(outcome=exc.code).inc()
+        raise
+    except (asyncio.CancelledError, GeneratorExit):
+        # An attempt timeout or the request deadline cut the call, or the caller left. It
+        # reached the provider all the same, and a hanging provider shows up only here.
+        calls.labels(outcome="cancelled").inc()
+        raise
+    calls.labels(outcome="ok").inc()
 
 
 class ResilientStream:
@@ -87,12 +91,20 @@ class ResilientStream:
     timeout too (a provider silent that long has stalled), and all of it within the deadline."""
 
     def __init__(
-        self, resilient: ResilientProvider, request: ProviderRequest, stack: AsyncExitStack
+        self,
+        provider: AIProvider,
+        request: ProviderRequest,
+        stack: AsyncExitStack,
+        policy: RetryPolicy,
+        sleep: Sleep,
+        metrics: Metrics,
     ) -> None:
-        self._resilient = resilient
+        self._provider = provider
         self._request = request
-        self._stack = stack
-        self._policy = resilient._retry_policy
+        self._stack = stack  # what lives as long as the caller's stream
+        self._policy = policy
+        self._sleep = sleep
+        self._metrics = metrics
         self._stream: ProviderStream | None = None
         self._deadline = 0.0
 
@@ -112,9 +124,9 @@ class ResilientStream:
 
         async def attempt() -> dict[str, Any] | None:
             async with AsyncExitStack() as attempt_stack:
-                attempt_stack.enter_context(self._resilient._counted())
+                attempt_stack.enter_context(counted(self._metrics))
                 stream = await attempt_stack.enter_async_context(
-                    self._resilient.provider.stream(self._request)
+                    self._provider.stream(self._request)
                 )
                 first = await stream.next_snapshot()
                 # The first chunk arrived: from now on the connection lives as long as the
@@ -123,7 +135,7 @@ class ResilientStream:
             self._stream = stream
             return first
 
-        return await call_with_retries(attempt, self._policy, sleep=self._resilient._sleep)
+        return await call_with_retries(attempt, self._policy, sleep=self._sleep)
 
     async def _within_limits(self, step: Awaitable[T]) -> T:
         left = self._deadline - asyncio.get_running_loop().time()
