@@ -7,7 +7,7 @@ must behave alike. A fake clock moves time by hand; no test sleeps.
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -393,7 +393,7 @@ class TestHalfOpenCircuit:
         await open_circuit(breaker, dependency)
         clock.advance(RECOVERY)
 
-        async def streamed() -> AsyncIterator[str]:
+        async def streamed() -> AsyncGenerator[str, None]:
             async with breaker.guard():
                 yield "first token"
                 yield "never read"
