@@ -17,7 +17,7 @@ from app.infrastructure.cache import ResponseCache
 from app.infrastructure.database.engine import Database
 from app.infrastructure.metrics import Metrics
 from app.infrastructure.rate_limit import RateLimiter
-from app.infrastructure.redis_client import create_redis
+from app.infrastructure.redis_client import RedisAvailability, create_redis, loggable_url, ping
 from app.infrastructure.resilience.breaker import CircuitBreaker
 from app.infrastructure.resilience.breaker_store import MemoryBreakerStore, RedisBreakerStore
 from app.infrastructure.resilience.retry import RetryPolicy, Sleep
@@ -67,12 +67,14 @@ async def open_resources(
     history = HistoryService(database)
     redis = externals.redis
     if redis is None and settings.redis_url:
-        redis = create_redis(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds)
+        redis = await _open_redis(settings.redis_url, settings.redis_timeout_seconds)
+    # One for the whole process: a timeout met by any component keeps all of them off Redis.
+    availability = None if redis is None else RedisAvailability(redis, clock=externals.clock)
     try:
         if settings.auto_migrate:
             await database.migrate()
         cache = ResponseCache(
-            redis,
+            availability,
             lru_size=settings.cache_lru_size,
             max_stale_seconds=settings.cache_stale_grace_seconds,
             metrics=metrics,
@@ -80,7 +82,7 @@ async def open_resources(
         )
         breaker = CircuitBreaker(
             "ai_provider",
-            RedisBreakerStore(redis) if redis is not None else MemoryBreakerStore(),
+            RedisBreakerStore(availability) if availability is not None else MemoryBreakerStore(),
             failure_threshold=settings.breaker_failure_threshold,
             recovery_seconds=settings.breaker_recovery_seconds,
             window_seconds=settings.breaker_window_seconds,
@@ -130,7 +132,7 @@ async def open_resources(
             text_processor=text_processor,
             history=history,
             accounts=accounts,
-            rate_limiter=RateLimiter(redis, clock=externals.clock),
+            rate_limiter=RateLimiter(availability),
         )
     finally:
         await history.close()  # rows already handed in are committed before the engine goes
@@ -140,3 +142,17 @@ async def open_resources(
         if externals.ai_model is None:
             await provider.aclose()
         await database.dispose()
+
+
+async def _open_redis(url: str, timeout_seconds: float) -> Redis:
+    """A client for REDIS_URL. The app starts whether Redis answers or not (it falls back on
+    memory), so a server that does not answer is reported now rather than at the first request.
+    """
+    redis = create_redis(url, timeout_seconds=timeout_seconds)
+    if not await ping(redis):
+        logger.warning(
+            "REDIS_URL %s does not answer: the cache, rate limits and circuit breakers use "
+            "this process's memory until it does",
+            loggable_url(url),
+        )
+    return redis

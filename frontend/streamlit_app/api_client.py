@@ -20,15 +20,15 @@ from shared.errors import ErrorResponse
 from shared.health import LivenessResponse, ReadinessResponse
 from shared.operator import BreakersResponse, CacheStats
 from shared.text import (
-    BatchRequest,
+    OPTIONS_TYPE_BY_OPERATION,
+    REQUEST_TYPE_BY_OPERATION,
+    BaseTextRequest,
     BatchResponse,
     HistoryPage,
     Operation,
     StreamDelta,
     StreamDone,
     StreamMeta,
-    TextOptions,
-    TextProcessRequest,
     TextProcessResponse,
 )
 
@@ -250,13 +250,12 @@ class ApiClient:
         question: str | None = None,
     ) -> BatchResponse:
         items = [_process_body(operation, text, options or {}, question) for text in texts]
-        body = BatchRequest.model_construct(items=items)
         return self._request(
             "POST",
             "/v1/text/batch",
             BatchResponse,
             key=self.config.api_key,
-            json=body.model_dump(mode="json", exclude_none=True),
+            json={"items": [item.model_dump(mode="json", exclude_none=True) for item in items]},
         )
 
     def history(self, *, page: int = 1, page_size: int = 100) -> HistoryPage:
@@ -305,11 +304,11 @@ class ApiClient:
 
 def _process_body(
     operation: Operation, text: str, options: dict[str, int], question: str | None
-) -> TextProcessRequest:
+) -> BaseTextRequest:
     chosen: dict[str, Any] = dict(options)
-    return TextProcessRequest.model_construct(
+    return REQUEST_TYPE_BY_OPERATION[operation].model_construct(
         operation=operation,
         text=text,
-        options=TextOptions.model_construct(**chosen),
+        options=OPTIONS_TYPE_BY_OPERATION[operation].model_construct(**chosen),
         question=question,
     )

@@ -12,10 +12,13 @@ in-process under AppTest and reach a backend over HTTP, exactly as they do in a 
   limit no test reaches).
 - `provider_backend`: its AI provider is `loopback_provider`, the OpenAI-compatible server on
   loopback, which the test tells how to stream (break off, or pause, after a few chunks).
+- `read_markdown`: what a person reads where a page shows Markdown (alerts, captions, badges).
 """
 
+import html
 import json
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
@@ -28,6 +31,7 @@ import pytest
 from app.core.config import Settings
 from fakes.openai_server import OpenAICompatibleServer, openai_compatible_server
 from fakes.services import free_port, server_process
+from markdown_it import MarkdownIt
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -39,6 +43,7 @@ KEY_HASH_SECRET = "frontend-key-hash-secret-0123456789abcdef"
 UNREACHED_RATE_LIMIT = 10_000
 RATE_LIMIT = 2
 PAGES = Path(__file__).parents[1] / "streamlit_app" / "views"
+APP = PAGES.parent / "main.py"
 STARTUP_SECONDS = 20
 PAGE_TIMEOUT_SECONDS = 10
 
@@ -189,7 +194,8 @@ PageFactory = Callable[..., AppTest]
 
 @pytest.fixture
 def open_page(monkeypatch: pytest.MonkeyPatch) -> PageFactory:
-    """Loads a page file as AppTest, configured the way `make run` configures the app."""
+    """Loads a page file as AppTest, configured the way `make run` configures the app; `main`
+    loads the whole app, with its navigation and sidebar."""
 
     def factory(
         name: str,
@@ -208,7 +214,8 @@ def open_page(monkeypatch: pytest.MonkeyPatch) -> PageFactory:
                 monkeypatch.delenv(variable, raising=False)
             else:
                 monkeypatch.setenv(variable, value)
-        return AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=PAGE_TIMEOUT_SECONDS)
+        script = APP if name == "main" else PAGES / f"{name}.py"
+        return AppTest.from_file(str(script), default_timeout=PAGE_TIMEOUT_SECONDS)
 
     return factory
 
@@ -217,3 +224,22 @@ def open_page(monkeypatch: pytest.MonkeyPatch) -> PageFactory:
 def closed_url() -> str:
     """A loopback URL where nothing listens: the backend is down."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+# CommonMark with raw HTML on and GFM's autolinks, so an unescaped tag or address shows up as one.
+_MARKDOWN = MarkdownIt("commonmark", {"linkify": True}).enable(["linkify", "strikethrough"])
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _read(markdown: str) -> str:
+    rendered = _MARKDOWN.render(markdown)
+    elements = set(_TAG.findall(rendered)) - {"<p>", "</p>", "<code>", "</code>"}
+    assert not elements, f"{markdown!r} renders as {rendered!r}"
+    return html.unescape(_TAG.sub("", rendered)).strip()
+
+
+@pytest.fixture
+def read_markdown() -> Callable[[str], str]:
+    """The text a page's Markdown shows; fails if it makes anything but paragraphs and code
+    spans (an image, a link, a heading, an HTML tag)."""
+    return _read

@@ -12,6 +12,8 @@ from app.services.auth import Principal, Role
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>`")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <key>`")
+BearerKey = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+HeaderKey = Annotated[str | None, Security(_api_key_header)]
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs plain `def` ones in a
@@ -31,11 +33,7 @@ async def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-async def get_principal(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-    api_key: Annotated[str | None, Security(_api_key_header)],
-) -> Principal:
+async def get_principal(request: Request, bearer: BearerKey, api_key: HeaderKey) -> Principal:
     presented = bearer.credentials if bearer else api_key
     return await resources_of(request).authenticator.authenticate(presented)
 

@@ -31,7 +31,8 @@ async def event_stream_response(
     events: AsyncGenerator[StreamEvent, None], settings: Settings
 ) -> EventSourceResponse:
     """The response for `events`, whose first event is taken now: a refusal raised before it
-    (an open circuit, invalid text) still becomes an ordinary JSON error with its status code.
+    (an open circuit with no stale answer) still becomes an ordinary JSON error with its status
+    code.
 
     `events` is always closed, so that a stream cut short (its client left, or stopped reading)
     stops its provider call, settles its breaker call and writes its history row: by `encoded`,

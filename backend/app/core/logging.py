@@ -21,3 +21,6 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
+    # Alembic announces each plugin and each step at INFO, a dozen lines at every start;
+    # Database.migrate says in one line what it did.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +36,7 @@ from shared.text import (
     options_dict,
 )
 
-from app.core.exceptions import AppError, CircuitOpenError, ValidationError
+from app.core.exceptions import AppError, CircuitOpenError
 from app.infrastructure.ai.provider import DEFAULT_OPTIONS, PROMPT_VERSION, ProviderRequest
 from app.infrastructure.ai.resilient import ResilientProvider
 from app.infrastructure.cache import ResponseCache
@@ -167,9 +167,9 @@ class TextProcessor:
     async def stream(
         self, request: TextProcessRequest, caller: str, *, read_cache: bool = True
     ) -> AsyncGenerator[StreamEvent, None]:
-        """The answer as events. Whatever refuses the request (invalid text, an open breaker
-        with no stale answer) is raised before the first event, so a caller that awaits the
-        first event before answering can still answer with an HTTP error.
+        """The answer as events. Whatever refuses the request (an open breaker with no stale
+        answer) is raised before the first event, so a caller that awaits the first event before
+        answering can still answer with an HTTP error.
 
         One history row per stream, written before its last event: `completed`, the error code,
         or `cancelled` when the stream is closed or cancelled early (its client left).
@@ -228,17 +228,28 @@ class TextProcessor:
             yield event
 
     async def process_batch(
-        self, items: list[TextProcessRequest], caller: str, *, read_cache: bool = True
+        self,
+        items: Sequence[TextProcessRequest | AppError],
+        caller: str,
+        *,
+        read_cache: bool = True,
     ) -> BatchResponse:
+        """Each request processed, at most `batch_concurrency` at once; an item that is already
+        an error (refused before it got here) is answered with that error, in its place."""
         slots = asyncio.Semaphore(self._batch_concurrency)
 
-        async def one(index: int, item: TextProcessRequest) -> BatchItemResult:
+        def refused(index: int, exc: AppError) -> BatchItemResult:
+            error = ErrorDetail(code=exc.code, message=exc.message, details=exc.details)
+            return BatchItemResult(index=index, error=error)
+
+        async def one(index: int, item: TextProcessRequest | AppError) -> BatchItemResult:
+            if isinstance(item, AppError):
+                return refused(index, item)
             async with slots:
                 try:
                     response = await self.process(item, caller, read_cache=read_cache)
                 except AppError as exc:
-                    error = ErrorDetail(code=exc.code, message=exc.message, details=exc.details)
-                    return BatchItemResult(index=index, error=error)
+                    return refused(index, exc)
                 return BatchItemResult(index=index, response=response)
 
         results = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
@@ -247,9 +258,7 @@ class TextProcessor:
 
 
 def _provider_request(request: TextProcessRequest) -> ProviderRequest:
-    text = clean_text(request.text)
-    if not text.strip():
-        raise ValidationError("text has no content once control characters are removed")
+    text = clean_text(request.text)  # the contract saw to it that something is left
     question = clean_text(request.question) if request.question is not None else None
     return ProviderRequest(request.operation, text, options_dict(request.options), question)
 

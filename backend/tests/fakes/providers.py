@@ -45,6 +45,7 @@ class FakeProvider:
         self._failure: BaseException | None = None
         self._hang = False
         self._output_override: dict[str, Any] | None = None
+        self.hanging = asyncio.Event()  # set when a call starts to hang
         self.release = asyncio.Event()  # a hanging call returns once this is set
         self.chunk_interval = 0.0
         self.abandoned = 0
@@ -80,6 +81,7 @@ class FakeProvider:
         self.documents.append(document)
         self.instructions.append(info.instructions)
         if self._hang:
+            self.hanging.set()
             await self.release.wait()
         if self._failure is not None:
             raise self._failure

@@ -1,8 +1,61 @@
 """API → error mapping: every failure leaves with the shared error body and a request id."""
 
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
 import pytest
-from conftest import ClientFactory
+from conftest import OPERATOR_KEY, ClientFactory
+from fakes.providers import FakeProvider
+from httpx import Response
 from shared.errors import ErrorResponse
+
+JSON = {"Content-Type": "application/json"}
+VALID = {"operation": "summarize", "text": "The bridge reopened. Traffic fell."}
+
+UNREADABLE_BODIES: dict[str, tuple[bytes, str]] = {
+    "malformed": (b'{"operation": "summarize", "text": ', "Expecting value at character 35"),
+    "not_utf8": (b'{"operation": "summarize", "text": "caf\xe9"}', "not UTF-8"),
+    "nested_5000_deep": (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+    "integer_of_5000_digits": (
+        b'{"operation": "summarize", "text": "a", "options": {"max_sentences": '
+        + b"9" * 5000
+        + b"}}",
+        "integer string conversion",
+    ),
+}
+
+
+def without_request_id(response: Response) -> tuple[int, dict[str, Any]]:
+    error: dict[str, Any] = response.json()["error"]
+    return response.status_code, {key: value for key, value in error.items() if key != "request_id"}
+
+
+# Valid JSON, declared as something else: the media type is what is wrong.
+NOT_JSON: dict[str, tuple[str, dict[str, str], bytes]] = {
+    "text_plain": ("/v1/text/process", {"Content-Type": "text/plain"}, json.dumps(VALID).encode()),
+    "form": (
+        "/v1/text/process",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        b"operation=summarize&text=Hello+there.",
+    ),
+    "xml": (
+        "/v1/text/batch",
+        {"Content-Type": "application/xml"},
+        b"<items><item>summarize</item></items>",
+    ),
+    "no_content_type": ("/v1/text/batch", {}, json.dumps({"items": [VALID]}).encode()),
+    "register_as_text": (
+        "/v1/auth/register",
+        {"Content-Type": "text/plain"},
+        b'{"email": "ada@example.com", "display_name": "Ada"}',
+    ),
+    "invalidate_as_form": (
+        "/internal/cache/invalidate",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        b"operation=summarize",
+    ),
+}
 
 
 class TestErrorContract:
@@ -59,3 +112,90 @@ class TestErrorContract:
 
         assert response.status_code == 413
         assert response.json()["error"]["details"] == {"max_body_bytes": 1024}
+
+    @pytest.mark.covers("ERR-02")
+    async def test_streamed_and_declared_413_carry_the_same_details(
+        self, make_client: ClientFactory
+    ):
+        """A body over the limit gets one answer, however it was sent.
+
+        Integration scope: BodySizeLimitMiddleware (declared length, and streamed chunks while
+        FastAPI reads them) → error mapping.
+        Business impact: a client handles a 413 by reading `max_body_bytes`; a streamed upload
+        that got `details: null` left it nothing to shorten the body to.
+        Test strategy: the same 3 KiB to a 1 KiB limit, once with Content-Length, once chunked.
+        Success criteria: both 413 `payload_too_large` with details `{max_body_bytes: 1024}`.
+        """
+        client = await make_client(max_body_bytes=1024)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(3):
+                yield b"x" * 1024
+
+        declared = await client.post("/v1/text/process", content=b"x" * 3072, headers=JSON)
+        streamed = await client.post("/v1/text/process", content=chunks(), headers=JSON)
+
+        expected = {
+            "code": "payload_too_large",
+            "message": "The request body exceeds the limit of 1024 bytes.",
+            "details": {"max_body_bytes": 1024},
+        }
+        assert without_request_id(declared) == (413, expected)
+        assert without_request_id(streamed) == (413, expected)
+
+    @pytest.mark.covers("ERR-03")
+    @pytest.mark.parametrize(
+        ("body", "reason"), UNREADABLE_BODIES.values(), ids=UNREADABLE_BODIES.keys()
+    )
+    async def test_unreadable_body_is_400_invalid_json_with_its_reason(
+        self, make_client: ClientFactory, provider: FakeProvider, body: bytes, reason: str
+    ):
+        """Every body that cannot be read as JSON gets the same error, saying why.
+
+        Integration scope: FastAPI's body parsing (json.loads) → exception handlers → error
+        contract.
+        Business impact: a client tells "fix your JSON" from other failures by one code; bytes
+        that are not UTF-8, deep nesting or a huge number used to get a vague `http_error`.
+        Test strategy: post each unreadable body with Content-Type: application/json.
+        Success criteria: 400 `invalid_json` whose `details.reason` (also in the message) names
+        the problem; no provider call.
+        """
+        client = await make_client(model=provider.model)
+
+        response = await client.post("/v1/text/process", content=body, headers=JSON)
+
+        error = response.json()["error"]
+        assert (response.status_code, error["code"]) == (400, "invalid_json")
+        assert reason in error["details"]["reason"]
+        assert error["details"]["reason"] in error["message"]
+        assert provider.calls == 0
+
+    @pytest.mark.covers("ERR-04")
+    @pytest.mark.parametrize(("route", "headers", "body"), NOT_JSON.values(), ids=NOT_JSON.keys())
+    async def test_body_that_is_not_json_is_415_on_json_routes(
+        self,
+        make_client: ClientFactory,
+        provider: FakeProvider,
+        route: str,
+        headers: dict[str, str],
+        body: bytes,
+    ):
+        """A body sent as text, form or XML is refused for its media type, not its shape.
+
+        Integration scope: FastAPI's Content-Type check → validation handler → error contract,
+        on every route that takes a JSON body.
+        Business impact: `curl -d` sends a form by default; "Input should be a valid
+        dictionary" sent its users looking at their JSON instead of their header.
+        Test strategy: post a body that is valid JSON but declared as another media type (or
+        with no Content-Type) to each JSON route, with the operator key (which passes both APIs).
+        Success criteria: 415 `unsupported_media_type` naming `application/json`; no provider
+        call.
+        """
+        client = await make_client(model=provider.model, api_key=OPERATOR_KEY)
+
+        response = await client.post(route, content=body, headers=headers)
+
+        error = response.json()["error"]
+        assert (response.status_code, error["code"]) == (415, "unsupported_media_type")
+        assert "application/json" in error["message"]
+        assert provider.calls == 0

@@ -14,7 +14,7 @@ from typing import Any
 import fakeredis
 import pytest
 from app.core.exceptions import CircuitOpenError, ProviderError, ValidationError
-from app.infrastructure.redis_client import create_redis
+from app.infrastructure.redis_client import RedisAvailability, create_redis
 from app.infrastructure.resilience.breaker import (
     BreakerSnapshot,
     BreakerState,
@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 THRESHOLD = 3
 RECOVERY = 30.0
 WINDOW = 60.0
-REDIS_RETRY = 1.0  # RedisBreakerStore's default retry window
+REDIS_RETRY = 1.0  # RedisAvailability's default retry window
 REMEMBER_OPEN = 1.0  # CircuitBreaker's default remember_open_seconds
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
@@ -61,11 +61,16 @@ def new_breaker(store: BreakerStore, clock: FakeClock, **options: Any) -> Circui
     return CircuitBreaker("provider", store, **(settings | options))
 
 
+def redis_store(client: Redis, clock: FakeClock) -> RedisBreakerStore:
+    """A store on `client`, with the Redis availability of a process of its own."""
+    return RedisBreakerStore(RedisAvailability(client, clock=clock))
+
+
 def workers_sharing_redis(
     connect: Callable[[], Redis], clock: FakeClock, count: int
 ) -> list[CircuitBreaker]:
     """One breaker per worker, each with its own Redis client, all on one Redis."""
-    return [new_breaker(RedisBreakerStore(connect()), clock) for _ in range(count)]
+    return [new_breaker(redis_store(connect(), clock), clock) for _ in range(count)]
 
 
 async def open_circuit(breaker: CircuitBreaker, dependency: Dependency) -> None:
@@ -133,12 +138,12 @@ async def redis_clients(kind: str, request: pytest.FixtureRequest) -> AsyncItera
 
 
 @pytest.fixture(params=["memory", "fakeredis", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[BreakerStore]:
+async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[BreakerStore]:
     if request.param == "memory":
         yield MemoryBreakerStore()
         return
     async with redis_clients(request.param, request) as connect:
-        yield RedisBreakerStore(connect())
+        yield redis_store(connect(), clock)
 
 
 @pytest.fixture(params=["fakeredis", "redis"])
@@ -628,7 +633,7 @@ class TestSharedState:
         assert dependency.calls == THRESHOLD + 1
 
     async def test_state_is_a_redis_hash_named_after_the_breaker(self, connect, clock, dependency):
-        breaker = new_breaker(RedisBreakerStore(connect()), clock)
+        breaker = new_breaker(redis_store(connect(), clock), clock)
 
         await open_circuit(breaker, dependency)
 
@@ -641,7 +646,7 @@ class TestRedisOutage:
     ):
         server = fakeredis.FakeServer()
         server.connected = False
-        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        breaker = new_breaker(redis_store(fakeredis.FakeAsyncRedis(server=server), clock), clock)
 
         await open_circuit(breaker, dependency)
         with pytest.raises(CircuitOpenError):
@@ -654,7 +659,7 @@ class TestRedisOutage:
     async def test_redis_back_brings_shared_state_back(self, clock, dependency):
         server = fakeredis.FakeServer()
         server.connected = False
-        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        breaker = new_breaker(redis_store(fakeredis.FakeAsyncRedis(server=server), clock), clock)
         await open_circuit(breaker, dependency)
 
         server.connected = True
@@ -667,7 +672,7 @@ class TestRedisOutage:
         # stays on its per-process state until the retry window ends, even if Redis is back.
         server = fakeredis.FakeServer()
         server.connected = False
-        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        breaker = new_breaker(redis_store(fakeredis.FakeAsyncRedis(server=server), clock), clock)
         await open_circuit(breaker, dependency)
         server.connected = True
 
@@ -679,7 +684,7 @@ class TestRedisOutage:
     async def test_outage_trial_success_closes_the_per_process_circuit(self, clock, dependency):
         server = fakeredis.FakeServer()
         server.connected = False
-        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        breaker = new_breaker(redis_store(fakeredis.FakeAsyncRedis(server=server), clock), clock)
         await open_circuit(breaker, dependency)
         opened = (await breaker.snapshot()).state
         clock.advance(RECOVERY)
@@ -693,7 +698,7 @@ class TestRedisOutage:
     ):
         server = fakeredis.FakeServer()
         server.connected = False
-        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        breaker = new_breaker(redis_store(fakeredis.FakeAsyncRedis(server=server), clock), clock)
         await open_circuit(breaker, dependency)
 
         await breaker.reset()
@@ -702,7 +707,7 @@ class TestRedisOutage:
 
     async def test_second_outage_warns_again_and_protects_again(self, clock, dependency, caplog):
         server = fakeredis.FakeServer()
-        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        breaker = new_breaker(redis_store(fakeredis.FakeAsyncRedis(server=server), clock), clock)
         server.connected = False
         await open_circuit(breaker, dependency)
         server.connected = True
@@ -721,7 +726,7 @@ class TestRedisOutage:
         self, clock, dependency, blocked
     ):
         server = fakeredis.FakeServer()
-        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        breaker = new_breaker(redis_store(fakeredis.FakeAsyncRedis(server=server), clock), clock)
         call, release = await blocked.start(breaker)
 
         server.connected = False

@@ -25,6 +25,7 @@ from streamlit_app.ui import (
     OPERATION_LABELS,
     OPERATIONS,
     badges,
+    duration,
     run_page,
     show_error,
     show_result,
@@ -144,7 +145,13 @@ def render() -> None:
             st.caption("The result appears here.")
             return
         st.subheader(f"Result: {OPERATION_LABELS[response.operation]}")
-        st.metric("Latency", f"{response.processing_time_ms:.0f} ms")
+        st.metric(
+            "Latency",
+            duration(response.processing_time_ms),
+            delta="from the cache, no model call" if response.cached else None,
+            delta_color="off",
+            delta_arrow="off",
+        )
         show_result(response)
 
 

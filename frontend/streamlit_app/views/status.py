@@ -2,6 +2,7 @@
 
 import streamlit as st
 from streamlit_app.api_client import ApiError
+from streamlit_app.literal import escape_markdown
 from streamlit_app.session import open_client, session_config
 from streamlit_app.ui import run_page
 
@@ -20,8 +21,10 @@ def _operator_view() -> None:
 
     st.subheader(f"Readiness {HEALTH_BADGES[ready.status]}")
     for dependency in ready.dependencies:
-        detail = f": {dependency.detail}" if dependency.detail else ""
-        st.markdown(f"{HEALTH_BADGES[dependency.status]} **{dependency.name}**{detail}")
+        # A detail can quote a driver's error message: text, not Markdown.
+        detail = f": {escape_markdown(dependency.detail)}" if dependency.detail else ""
+        name = escape_markdown(dependency.name)
+        st.markdown(f"{HEALTH_BADGES[dependency.status]} **{name}**{detail}")
 
     st.subheader("Circuit breakers")
     st.dataframe(
@@ -37,7 +40,7 @@ def _operator_view() -> None:
     )
 
     st.subheader("Cache")
-    st.caption(f"Backend: {cache.backend}")
+    st.caption(f"Backend: {escape_markdown(cache.backend)}")
     hits, misses, ratio, keys = st.columns(4)
     hits.metric("Hits", cache.hits, help=f"{cache.stale_hits} stale hits served while degraded")
     misses.metric("Misses", cache.misses)
@@ -51,11 +54,11 @@ def render() -> None:
     st.caption(f"The backend at {config.backend_url}.")
     with open_client() as client:
         live = client.liveness()
-    st.success(f"The backend is up (version {live.version}).")
+    st.success(f"The backend is up (version {escape_markdown(live.version)}).")
     try:
         _operator_view()
     except ApiError as error:
-        st.info(error.user_message)
+        st.info(escape_markdown(error.user_message))
 
 
 run_page(render)

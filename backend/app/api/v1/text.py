@@ -1,13 +1,14 @@
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Body, Header, Request, Response
 from fastapi.routing import APIRoute
 from shared.errors import ErrorResponse
 from shared.text import (
     OPTIONS_BY_OPERATION,
     BatchRequest,
     BatchResponse,
+    InvalidItem,
     Operation,
     OperationInfo,
     OperationsResponse,
@@ -15,10 +16,12 @@ from shared.text import (
     TextProcessResponse,
 )
 from sse_starlette import EventSourceResponse
+from starlette.requests import ClientDisconnect
 
+from app.api import examples
 from app.api.deps import PrincipalDep, charge_rate_limit, limit_result, resources_of
-from app.api.errors import app_error_response
-from app.api.responses import PROVIDER_ERRORS, errors
+from app.api.errors import app_error_response, invalid_request
+from app.api.responses import BODY_ERRORS, PROVIDER_ERRORS
 from app.api.sse import event_stream_response
 from app.core.exceptions import RateLimitedError, ValidationError
 
@@ -32,9 +35,10 @@ class RateLimitedRoute(APIRoute):
     The 429 is built here, by the function the exception handlers use, because a handler
     only sees the exception, not the limit the request was charged.
 
-    A body sent as `application/x-www-form-urlencoded`, what `curl -d` sends unless told
-    otherwise, is read as the JSON it is: these routes take nothing else. It opens no CSRF
-    door, as the key travels in a header, which a cross-site form cannot set.
+    A body labelled `application/x-www-form-urlencoded`, what `curl -d` sends unless told
+    otherwise, is read as JSON when it parses as JSON: these routes take nothing else. Real form
+    data (`text=hello`) still gets the 415 of any body that is not JSON. It opens no CSRF door,
+    as the key travels in a header, which a cross-site form cannot set.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -42,7 +46,7 @@ class RateLimitedRoute(APIRoute):
 
         async def with_limit_headers(request: Request) -> Response:
             headers = request.scope["headers"]
-            if (b"content-type", _FORM) in headers:
+            if (b"content-type", _FORM) in headers and await _is_json(request):
                 request.scope["headers"] = [
                     (name, _JSON if (name, value) == (b"content-type", _FORM) else value)
                     for name, value in headers
@@ -56,6 +60,15 @@ class RateLimitedRoute(APIRoute):
             return response
 
         return with_limit_headers
+
+
+async def _is_json(request: Request) -> bool:
+    """Whether the body parses as JSON; the parse is kept by the request for the route's own."""
+    try:
+        await request.json()
+    except (ValueError, RecursionError, ClientDisconnect):
+        return False  # the route reads it again and answers it as it would any other
+    return True
 
 
 router = APIRouter(prefix="/text", tags=["text"], route_class=RateLimitedRoute)
@@ -119,11 +132,13 @@ async def operations(_principal: PrincipalDep) -> OperationsResponse:
 @router.post(
     "/process",
     summary="Process one text",
-    responses={**errors(400, 413, 422), **_LIMITED, **PROVIDER_ERRORS},
+    responses={**BODY_ERRORS, **_LIMITED, **PROVIDER_ERRORS},
 )
 async def process(
     request: Request,
-    body: TextProcessRequest,
+    body: Annotated[
+        TextProcessRequest, Body(title="TextProcessRequest", openapi_examples=examples.PROCESS)
+    ],
     principal: PrincipalDep,
     cache_control: CacheControl = None,
 ) -> TextProcessResponse:
@@ -141,9 +156,10 @@ _STREAM_EVENTS = """Server-sent events, in order:
 - `done`: the `TextProcessResponse` `/v1/text/process` gives, plus `time_to_first_token_ms`;
 - or `error`, after the first event: the `ErrorResponse` body the JSON error would carry.
 
-Comments (`: ping`) keep a silent stream open. Anything refused before the first event (401, 422,
-429, an open circuit with no stale answer) is a JSON error with its status code, as for
-`/v1/text/process`. A client that disconnects stops the provider call."""
+Comments (`: ping`) keep a silent stream open. Anything refused before the first event (a body
+that is unreadable, not JSON or invalid: 400, 413, 415, 422; 401, 429, an open circuit with no
+stale answer) is a JSON error with its status code and body, as for `/v1/text/process`. A client
+that disconnects stops the provider call."""
 
 
 # One event as OpenAPI 3.1 describes it for `text/event-stream`; its data's shape by event name
@@ -164,7 +180,7 @@ _SERVER_SENT_EVENT = {
     description=_STREAM_EVENTS,
     response_class=EventSourceResponse,
     responses={
-        **errors(400, 413, 422),
+        **BODY_ERRORS,
         **_LIMITED,
         200: {
             "description": "A `text/event-stream` of `meta`, `delta`s, then `done` or `error`.",
@@ -176,7 +192,9 @@ _SERVER_SENT_EVENT = {
 )
 async def stream(
     request: Request,
-    body: TextProcessRequest,
+    body: Annotated[
+        TextProcessRequest, Body(title="TextProcessRequest", openapi_examples=examples.PROCESS)
+    ],
     principal: PrincipalDep,
     cache_control: CacheControl = None,
 ) -> EventSourceResponse:
@@ -191,12 +209,14 @@ async def stream(
 @router.post(
     "/batch",
     summary="Process several texts; each item gets a result or an error, in order",
-    description="Each item counts as one request toward the rate limit.",
-    responses={**errors(400, 413, 422), **_LIMITED, 503: PROVIDER_ERRORS[503]},
+    description="Each valid item counts as one request toward the rate limit. An item that is "
+    "not a valid request gets the `validation_error` the single endpoint would answer, in its "
+    "place; a body that is not a list of items, or holds too many, is refused whole (422).",
+    responses={**BODY_ERRORS, **_LIMITED, 503: PROVIDER_ERRORS[503]},
 )
 async def batch(
     request: Request,
-    body: BatchRequest,
+    body: Annotated[BatchRequest, Body(openapi_examples=examples.BATCH)],
     principal: PrincipalDep,
     cache_control: CacheControl = None,
 ) -> BatchResponse:
@@ -207,7 +227,14 @@ async def batch(
             f"A batch holds at most {settings.batch_max_items} items; got {len(body.items)}.",
             details={"max_items": settings.batch_max_items},
         )
-    await charge_rate_limit(request, principal, len(body.items))
+    items = [
+        invalid_request(item.errors, item.input, at=["body", "items", index])
+        if isinstance(item, InvalidItem)
+        else item
+        for index, item in enumerate(body.items)
+    ]
+    if valid := sum(not isinstance(item, ValidationError) for item in items):
+        await charge_rate_limit(request, principal, valid)
     return await resources.text_processor.process_batch(
-        body.items, principal.key_id, read_cache=_reads_cache(cache_control)
+        items, principal.key_id, read_cache=_reads_cache(cache_control)
     )
