@@ -628,13 +628,16 @@ class TestStreamDisconnect:
         Business impact: a frozen client (a suspended laptop, a stuck proxy) does not hold a
         provider call and a worker's memory open for ever.
         Test strategy: a raw socket with a 4 KB receive buffer that sends the request and never
-        reads; the provider streams 6 MB of text at once; send timeout 0.2 s.
+        reads; the provider streams 6 MB of text at once, then goes silent before its last
+        chunk until its consumer leaves (the service reads it ahead of the client, so a
+        provider that finished first would leave nothing to cut); send timeout 0.2 s.
         Success criteria: the provider's stream is abandoned and the history row says
         `cancelled`, each within its deadline.
         """
         # More than the server's socket may buffer: Linux grows a send buffer up to 4 MB.
-        long_summary = " ".join("y" * 50_000 for _ in range(120))
+        long_summary = " ".join("y" * 50_000 for _ in range(120))  # one chunk a word
         provider.answer_with({"kind": "summary", "summary": long_summary})
+        provider.pause_after(119)
         client = await make_stream_client(model=provider.model, stream_send_timeout_seconds=0.2)
 
         async with frozen_reader(client, SUMMARIZE):
