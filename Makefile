@@ -38,8 +38,9 @@ $(TOOLS)/bin/uv: scripts/uv-requirements.txt
 
 # The development servers, both on loopback only: the frontend holds the operator key.
 # `app.cli serve` checks the settings before uvicorn's reloader starts (one line if one is bad).
+# --log-config: uvicorn's own lines (reloader, workers) rendered like ours, JSON with LOG_FORMAT=json.
 BACKEND_SERVER = $(BIN)/python -m app.cli serve --reload --reload-dir backend --reload-dir shared \
-	--host 127.0.0.1 --port $(BACKEND_PORT)
+	--log-config backend/app/log_config.json --host 127.0.0.1 --port $(BACKEND_PORT)
 FRONTEND_SERVER = $(BIN)/streamlit run frontend/streamlit_app/main.py --server.headless true \
 	--server.address 127.0.0.1 --server.port $(FRONTEND_PORT) --browser.gatherUsageStats false
 # The frontend's defaults: the backend of `make run`, with its development keys.
@@ -52,7 +53,7 @@ run: ## Serve the backend on :8000 and the frontend on :8501 (Ctrl-C or SIGTERM 
 	@exec $(BIN)/python scripts/run_together.py "$(BACKEND_SERVER)" "$(FRONTEND_SERVER)"
 
 run-backend: ## Serve the backend alone, reloading on change
-	$(BACKEND_SERVER)
+	@$(BACKEND_SERVER)
 
 run-frontend: ## Serve the Streamlit frontend alone
 	$(FRONTEND_SERVER)

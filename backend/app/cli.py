@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--reload", action="store_true", help="restart on code changes")
     serve.add_argument("--reload-dir", action="append", dest="reload_dirs", metavar="DIR")
+    serve.add_argument(
+        "--log-config", metavar="FILE", help="uvicorn's logging configuration (JSON, YAML or INI)"
+    )
     commands.add_parser("migrate", help="apply the migrations to DATABASE_URL")
     args = parser.parse_args(argv)
     try:
@@ -59,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
             port=args.port,
             reload=args.reload,
             reload_dirs=args.reload_dirs,
+            # uvicorn's default when none is given: its own handlers and formats.
+            log_config=args.log_config or uvicorn.config.LOGGING_CONFIG,
         )
 
 

@@ -2,6 +2,7 @@
 
 import functools
 import gc
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,7 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from app.api import internal, v1
+from app.api import internal, probes, v1
 from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
 from app.api.middleware import (
@@ -20,7 +21,8 @@ from app.api.middleware import (
 )
 from app.core.config import Settings, load_settings
 from app.core.logging import configure_logging
-from app.infrastructure.metrics import Metrics
+from app.infrastructure.metrics import Metrics, worker_metrics
+from app.infrastructure.tracing import Tracing
 from app.resources import Externals, open_resources
 
 TITLE = "LLM Starter"
@@ -28,15 +30,22 @@ TITLE = "LLM Starter"
 
 def create_app(settings: Settings | None = None, externals: Externals | None = None) -> FastAPI:
     settings = settings or load_settings()
-    configure_logging(settings.log_level)
+    externals = externals or Externals()
+    configure_logging(settings.log_level, settings.log_renderer)
     metrics = Metrics()
+    tracing = Tracing.configure(os.environ, externals.span_exporter)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(settings, metrics, externals or Externals()) as resources:
+        async with (
+            worker_metrics(),
+            open_resources(settings, metrics, externals, tracing) as resources,
+        ):
             app.state.resources = resources
             _freeze_startup_objects()
             yield
+        if tracing is not None:
+            tracing.shutdown()
 
     app = FastAPI(
         title=TITLE,
@@ -45,11 +54,14 @@ def create_app(settings: Settings | None = None, externals: Externals | None = N
         docs_url=None,  # served by install_docs, from local assets
         redoc_url=None,
     )
+    app.include_router(probes.router)
     app.include_router(v1.router)
     app.include_router(internal.router, include_in_schema=False)
     install_docs(app, internal.router)
     install_error_handlers(app)
     _add_middleware(app, settings, metrics)
+    if tracing is not None:
+        tracing.instrument_app(app)
     return app
 
 

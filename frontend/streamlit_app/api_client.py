@@ -162,14 +162,16 @@ class ApiClient:
         *,
         key: str | None = None,
         headers: dict[str, str] | None = None,
+        answer_statuses: tuple[int, ...] = (),
         **kwargs: Any,
     ) -> Model:
+        """`answer_statuses`: error statuses whose body is an answer of `model`, not an error."""
         headers = {**(headers or {}), **({"X-API-Key": key} if key else {})}
         try:
             response = self._http.request(method, path, headers=headers, **kwargs)
         except httpx.TransportError as error:
             raise self._unreachable(error) from None
-        if response.is_error:
+        if response.is_error and response.status_code not in answer_statuses:
             raise _explain(response)
         try:
             return model.model_validate(response.json())
@@ -179,7 +181,11 @@ class ApiClient:
     # --- public API, with the caller's key ------------------------------------------------------
 
     def liveness(self) -> LivenessResponse:
-        return self._request("GET", "/v1/health", LivenessResponse)
+        return self._request("GET", "/healthz", LivenessResponse)
+
+    def readiness(self) -> ReadinessResponse:
+        """The backend's own verdict, with no key; 503 (not ready) carries the same body."""
+        return self._request("GET", "/readyz", ReadinessResponse, answer_statuses=(503,))
 
     def process(
         self,
@@ -285,13 +291,8 @@ class ApiClient:
 
     def _operator_key(self) -> str:
         if not self.config.operator_key:
-            raise ApiError(
-                "Set BACKEND_OPERATOR_KEY to see readiness, circuit breakers and the cache."
-            )
+            raise ApiError("Set BACKEND_OPERATOR_KEY to see the circuit breakers and the cache.")
         return self.config.operator_key
-
-    def readiness(self) -> ReadinessResponse:
-        return self._request("GET", "/internal/health", ReadinessResponse, key=self._operator_key())
 
     def breakers(self) -> BreakersResponse:
         return self._request(

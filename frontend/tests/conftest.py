@@ -8,6 +8,8 @@ in-process under AppTest and reach a backend over HTTP, exactly as they do in a 
 - `backend`: the everyday backend, emptied before each test (tables, cache, and Redis).
 - `backend_without_provider`: its AI provider is an unreachable OpenAI-compatible server, and
   one failure opens the circuit breaker, so processing answers 502, then 503 with Retry-After.
+- `backend_without_database`: its DATABASE_URL points where nothing listens, so it is up and
+  not ready.
 - `rate_limited_backend`: every key may make RATE_LIMIT text requests a minute (elsewhere, a
   limit no test reaches).
 - `provider_backend`: its AI provider is `loopback_provider`, the OpenAI-compatible server on
@@ -159,6 +161,16 @@ def backend_without_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "BREAKER_RECOVERY_SECONDS": "600",
     }
     with running_backend(tmp_path_factory.mktemp("no-provider"), settings) as backend:
+        yield backend
+
+
+@pytest.fixture(scope="session")
+def backend_without_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBackend]:
+    settings = {
+        "DATABASE_URL": f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none",
+        "DATABASE_AUTO_MIGRATE": "false",  # it starts; its database never answers
+    }
+    with running_backend(tmp_path_factory.mktemp("no-database"), settings) as backend:
         yield backend
 
 

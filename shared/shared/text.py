@@ -397,6 +397,16 @@ class HistoryRecord(BaseModel):
         default=None, description="Streams only: see `StreamDone.time_to_first_token_ms`."
     )
     created_at: datetime
+    input_tokens: int | None = Field(
+        default=None,
+        description="Tokens this request sent to the provider; 0 when it made no call (a cache "
+        "hit), null for requests recorded before token counting.",
+    )
+    output_tokens: int | None = Field(default=None, description="Tokens the provider answered.")
+    tokens_estimated: bool = Field(
+        default=False,
+        description="True when the model counts no tokens and they were estimated (`local`).",
+    )
 
 
 class HistoryPage(BaseModel):
@@ -404,6 +414,8 @@ class HistoryPage(BaseModel):
     total: int
     page: int
     page_size: int
+    input_tokens: int = Field(default=0, description="Tokens in, over all the caller's requests.")
+    output_tokens: int = Field(default=0, description="Tokens out, over all the caller's requests.")
 
 
 def options_dict(options: BaseModel) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Pure ASGI middleware: request ids and scope, the body-size limit, metrics, the last-resort 500,
-and the security headers (Starlette has none for those; CORS, hosts and gzip are Starlette's own).
+"""Pure ASGI middleware: request ids and scope, the access log line, the body-size limit,
+metrics, the last-resort 500, and the security headers (Starlette has none for those; CORS, hosts
+and gzip are Starlette's own).
 
 Pure ASGI rather than BaseHTTPMiddleware so that streaming bodies are counted as they arrive
 and a body over the limit is refused without being read into memory.
@@ -11,12 +12,14 @@ import time
 import uuid
 
 from fastapi.routing import iter_route_contexts
+from opentelemetry import trace
+from sse_starlette.sse import SendTimeoutError
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import BodyReadError, app_error_response, error_response
 from app.core.exceptions import PayloadTooLargeError
-from app.core.logging import request_id_var
+from app.core.logging import end_request, start_request
 from app.infrastructure import redis_client
 from app.infrastructure.metrics import Metrics
 
@@ -42,11 +45,15 @@ def _route_templates(routes: list[BaseRoute]) -> dict[object, str]:
 
 
 class RequestContextMiddleware:
-    """Gives every response an X-Request-ID, counts it in the metrics under its route
-    template, and turns an unhandled error into a clean 500.
+    """Gives every response an X-Request-ID, every log line of the request its fields, counts
+    it in the metrics under its route template, and writes the request's access line; turns an
+    unhandled error into a clean 500.
 
     Each request also gets its Redis scope: after one failed Redis command it sends no other,
     so it waits out at most one Redis timeout.
+
+    With tracing on, the request id is an attribute of the request's server span too (the
+    tracing middleware wraps this one, so its span is the current one here).
     """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
@@ -61,7 +68,8 @@ class RequestContextMiddleware:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         # A caller's id is kept only if it is harmless in logs and headers.
         request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        token = request_id_var.set(request_id)
+        tokens = start_request(request_id, method=scope["method"])
+        trace.get_current_span().set_attribute("request.id", request_id)
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -80,16 +88,24 @@ class RequestContextMiddleware:
         try:
             with redis_client.request_scope():
                 await self.app(scope, receive, send_with_id)
+        except SendTimeoutError:
+            # A client that stopped reading an event stream: its stream was closed, as designed.
+            logger.warning("client stopped reading: stream closed after the send timeout")
         except Exception:
             logger.exception("unhandled error")
             if not response_started:
                 response = error_response(500, "internal_error", "An unexpected error occurred.")
                 await response(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
             route = self._route(scope)
             self.metrics.requests.labels(scope["method"], route, str(status)).inc()
-            self.metrics.request_latency.labels(route).observe(time.perf_counter() - started)
-            request_id_var.reset(token)
+            self.metrics.request_latency.labels(route).observe(elapsed)
+            logger.info(
+                "request",
+                extra={"route": route, "status": status, "latency_ms": round(elapsed * 1000, 3)},
+            )
+            end_request(tokens)
 
     def _route(self, scope: Scope) -> str:
         if self._templates is None:  # every route is registered by the first request

@@ -14,6 +14,7 @@ from starlette.background import BackgroundTask
 
 from app.api.errors import app_error_response
 from app.core.config import Settings
+from app.core.logging import annotate_request
 from app.services.text_processor import StreamEvent, StreamFailure
 
 _EVENT_NAMES: dict[type, str] = {StreamMeta: "meta", StreamDelta: "delta", StreamDone: "done"}
@@ -40,6 +41,8 @@ async def event_stream_response(
     stream the response never started, by the background task.
     """
     first = await anext(events)
+    if isinstance(first, StreamMeta):  # the access line's fields, as /v1/text/process's
+        annotate_request(model=first.model, cached=first.cached, degraded=first.degraded)
 
     async def encoded() -> AsyncIterator[ServerSentEvent]:
         try:

@@ -12,10 +12,11 @@ from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 from shared.text import Operation
 
 from app.core.exceptions import ConfigurationError
+from app.core.logging import LogFormat
 
 DEFAULT_SQLITE_URL = f"sqlite+aiosqlite:///{Path('data') / 'app.db'}"
 # Well-known keys for a fresh clone; refused outside development.
@@ -47,6 +48,10 @@ class Settings(BaseSettings):
         description="development (dev keys, migrations at start), test, or production (strict).",
     )
     log_level: str = Field("INFO", description="Python logging level: DEBUG, INFO, WARNING...")
+    log_format: LogFormat | None = Field(
+        None,
+        description="json (one object per line) or console; default: json in production.",
+    )
     database_url: str = Field(
         DEFAULT_SQLITE_URL,
         description="sqlite+aiosqlite:///path or postgresql+asyncpg://user:pass@host/db.",
@@ -104,6 +109,12 @@ class Settings(BaseSettings):
         45.0,
         gt=0,
         description="Total time one request may spend on the provider, retries included.",
+    )
+    ai_check_interval_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How often readiness asks the provider whether it accepts the key (a model "
+        "listing, no tokens; OpenAI-compatible providers); 0: never.",
     )
     ai_max_attempts: int = Field(3, ge=1, le=10, description="Attempts per request (1 = no retry).")
     ai_retry_initial_seconds: float = Field(0.5, ge=0, description="First retry backoff.")
@@ -279,6 +290,12 @@ class Settings(BaseSettings):
         return self.environment is not Environment.PRODUCTION
 
     @property
+    def log_renderer(self) -> LogFormat:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.environment is Environment.PRODUCTION else "console"
+
+    @property
     def uses_dev_keys(self) -> bool:
         return DEV_API_KEY in self.api_keys or DEV_INTERNAL_API_KEY in self.internal_api_keys
 
@@ -300,4 +317,13 @@ def load_settings(**overrides: Any) -> Settings:
             problems.append(f"{variable}: {message}" if location else message)
         raise ConfigurationError(
             "Invalid configuration: " + "; ".join(problems), details=problems
+        ) from None
+    except SettingsError as exc:
+        # Raised before validation, for a complex value (a list, a mapping) that is not JSON;
+        # its message names the field, which is the variable in lower case.
+        field = re.search(r'field "(\w+)"', str(exc))
+        variable = field.group(1).upper() if field else "a setting"
+        raise ConfigurationError(
+            f"Invalid configuration: {variable}: not valid JSON (a list or a mapping is "
+            'written as JSON, e.g. ["a", "b"] or {"free": 60})'
         ) from None

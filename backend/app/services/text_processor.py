@@ -3,7 +3,9 @@
 A request is answered from a fresh cache entry if there is one; otherwise concurrent identical
 requests share one provider call (single-flight) whose answer is cached with the operation's
 TTL. While the breaker is open, a stale entry within the grace window is served as `degraded`
-(and never written back). Every request leaves a history row, whatever its outcome.
+(and never written back). Every request leaves a history row, whatever its outcome, with the
+tokens of the provider call it made: none for a cache hit or a shared call, unknown (NULL) when
+the call failed or was cut short, since pydantic-ai reports no usage with an error.
 
 `stream` answers the same way as events (`StreamMeta`, `StreamDelta`s, then `StreamDone` or a
 `StreamFailure`), with the provider's own stream behind it: a completed stream is cached as its
@@ -17,11 +19,12 @@ import json
 import re
 import time
 from collections.abc import AsyncGenerator, Sequence
-from contextlib import AsyncExitStack, aclosing
+from contextlib import AbstractContextManager, AsyncExitStack, aclosing, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+from opentelemetry.trace import Span, Tracer
 from shared.errors import ErrorDetail
 from shared.text import (
     TEXT_FIELDS,
@@ -37,7 +40,12 @@ from shared.text import (
 )
 
 from app.core.exceptions import AppError, CircuitOpenError
-from app.infrastructure.ai.provider import DEFAULT_OPTIONS, PROMPT_VERSION, ProviderRequest
+from app.infrastructure.ai.provider import (
+    DEFAULT_OPTIONS,
+    PROMPT_VERSION,
+    ProviderAnswer,
+    ProviderRequest,
+)
 from app.infrastructure.ai.resilient import ResilientProvider
 from app.infrastructure.cache import ResponseCache
 from app.infrastructure.single_flight import SingleFlight
@@ -53,7 +61,15 @@ DEFAULT_TTL_SECONDS: dict[Operation, int] = {
 # Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F; tab and newline are kept.
 _CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
-Answer = tuple[dict[str, Any], bool]  # (value, came from the cache)
+
+@dataclass(frozen=True)
+class _Answer:
+    value: dict[str, Any]
+    cached: bool
+    degraded: bool = False
+    input_tokens: int = 0  # of this request's own provider call
+    output_tokens: int = 0
+    tokens_estimated: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,14 +112,16 @@ class TextProcessor:
         ttl_seconds: dict[Operation, int],
         stale_grace_seconds: float,
         batch_concurrency: int,
+        tracer: Tracer | None = None,
     ) -> None:
+        self._tracer = tracer  # None: tracing is off, and spans cost nothing
         self._provider = provider
         self._cache = cache
         self._history = history
         self._ttl = {**DEFAULT_TTL_SECONDS, **ttl_seconds}
         self._grace = stale_grace_seconds
         self._batch_concurrency = batch_concurrency
-        self._flights: SingleFlight[Answer] = SingleFlight()
+        self._flights: SingleFlight[_Answer] = SingleFlight()
 
     async def process(
         self, request: TextProcessRequest, caller: str, *, read_cache: bool = True
@@ -111,58 +129,80 @@ class TextProcessor:
         started = time.perf_counter()
         provider_request = _provider_request(request)
         text = provider_request.text
-        cached = degraded = False
+        answer: _Answer | None = None
         outcome = "ok"
         try:
-            value, cached, degraded = await self._answer(provider_request, read_cache)
+            answer = await self._answer(provider_request, read_cache)
         except AppError as exc:
             outcome = exc.code
             raise
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
-            await self._history.record(
-                HistoryEntry(
-                    api_key_id=caller,
-                    operation=request.operation,
-                    text=text,
-                    model=self._provider.model_id,
-                    cached=cached,
-                    degraded=degraded,
-                    latency_ms=elapsed_ms,
-                    outcome=outcome,
+            with self._span("history write"):
+                await self._history.record(
+                    HistoryEntry(
+                        api_key_id=caller,
+                        operation=request.operation,
+                        text=text,
+                        model=self._provider.model_id,
+                        cached=answer is not None and answer.cached,
+                        degraded=answer is not None and answer.degraded,
+                        latency_ms=elapsed_ms,
+                        outcome=outcome,
+                        input_tokens=answer.input_tokens if answer else None,
+                        output_tokens=answer.output_tokens if answer else None,
+                        tokens_estimated=answer is not None and answer.tokens_estimated,
+                    )
                 )
-            )
         return TextProcessResponse(
             operation=request.operation,
-            result=value["result"],
-            model=value["model"],
-            cached=cached,
-            degraded=degraded,
+            result=answer.value["result"],
+            model=answer.value["model"],
+            cached=answer.cached,
+            degraded=answer.degraded,
             processing_time_ms=round(elapsed_ms, 3),
         )
 
-    async def _answer(
-        self, request: ProviderRequest, read_cache: bool
-    ) -> tuple[dict[str, Any], bool, bool]:
+    async def _answer(self, request: ProviderRequest, read_cache: bool) -> _Answer:
         key = cache_key(request, self._provider.model_id)
-        if read_cache and (entry := await self._cache.get(key)) is not None and entry.fresh:
-            return entry.value, True, False
+        if read_cache:
+            with self._span("cache lookup") as span:
+                entry = await self._cache.get(key)
+                hit = entry is not None and entry.fresh
+                if span is not None:
+                    span.set_attribute("cache.hit", hit)
+            if entry is not None and hit:
+                return _Answer(entry.value, cached=True)
 
-        async def compute() -> Answer:
-            result = await self._provider.run(request)
-            value = {"result": result.model_dump(mode="json"), "model": self._provider.model_id}
+        async def compute() -> _Answer:
+            answer = await self._provider.run(request)
+            value = {
+                "result": answer.output.model_dump(mode="json"),
+                "model": self._provider.model_id,
+            }
             await self._cache.set(key, value, self._ttl[request.operation])
-            return value, False
+            return _Answer(
+                value,
+                cached=False,
+                input_tokens=answer.input_tokens,
+                output_tokens=answer.output_tokens,
+                tokens_estimated=answer.estimated,
+            )
 
         try:
-            (value, from_cache), shared = await self._flights.run(key, compute)
+            answer, shared = await self._flights.run(key, compute)
         except CircuitOpenError:
             stale = await self._cache.get(key, allow_stale_seconds=self._grace)
             if stale is None:
                 raise
-            return stale.value, True, True
+            return _Answer(stale.value, cached=True, degraded=True)
         # Callers that shared another's provider call did not call the provider themselves.
-        return value, from_cache or shared, False
+        return _Answer(answer.value, cached=True) if shared else answer
+
+    def _span(self, name: str) -> AbstractContextManager[Span | None]:
+        if self._tracer is None:
+            return nullcontext()
+        return self._tracer.start_as_current_span(name)
 
     async def stream(
         self, request: TextProcessRequest, caller: str, *, read_cache: bool = True
@@ -216,13 +256,17 @@ class TextProcessor:
                 while (snapshot := await answer.next_snapshot()) is not None:
                     if delta := record.delta(snapshot):
                         yield delta
-                output = await answer.output()
+                provided = await answer.answer()
         except AppError as exc:
             if not record.meta_sent:
                 raise
             yield await record.fail(exc)
             return
-        value = {"result": output.model_dump(mode="json"), "model": self._provider.model_id}
+        record.used(provided)
+        value = {
+            "result": provided.output.model_dump(mode="json"),
+            "model": self._provider.model_id,
+        }
         await self._cache.set(key, value, self._ttl[request.operation])
         for event in await record.complete(value):
             yield event
@@ -278,12 +322,18 @@ class _StreamRecord:
     sent_text: str = ""
     first_token_ms: float | None = None
     finished: bool = False
+    # The provider call's tokens: unknown (None) until it completes; none for a cached answer.
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    tokens_estimated: bool = False
 
     def _elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
 
     def meta(self, *, cached: bool, degraded: bool) -> StreamMeta:
         self.meta_sent, self.cached, self.degraded = True, cached, degraded
+        if cached:
+            self.input_tokens = self.output_tokens = 0
         return StreamMeta(
             operation=self.request.operation, model=self.model, cached=cached, degraded=degraded
         )
@@ -301,6 +351,10 @@ class _StreamRecord:
         if self.first_token_ms is None:
             self.first_token_ms = self._elapsed_ms()
         return StreamDelta(text=added)
+
+    def used(self, answer: ProviderAnswer) -> None:
+        self.input_tokens, self.output_tokens = answer.input_tokens, answer.output_tokens
+        self.tokens_estimated = answer.estimated
 
     async def replay(self, value: dict[str, Any], *, degraded: bool) -> list[StreamEvent]:
         """A whole answer (from the cache) as a stream, at once."""
@@ -348,6 +402,9 @@ class _StreamRecord:
                 degraded=self.degraded,
                 latency_ms=self._elapsed_ms() if elapsed_ms is None else elapsed_ms,
                 outcome=outcome,
+                input_tokens=self.input_tokens,
+                output_tokens=self.output_tokens,
+                tokens_estimated=self.tokens_estimated,
                 streamed=True,
                 time_to_first_token_ms=self.first_token_ms,
             )

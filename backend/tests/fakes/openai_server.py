@@ -2,13 +2,16 @@
 boundary: the app's own OpenAI client, its HTTP stack and pydantic-ai's error mapping all run.
 
 It answers POST /v1/chat/completions with a call of the request's first tool (pydantic-ai's
-output tool), carrying the local engine's result for the user message's JSON document. The test
-switches its behaviour (`answer()`, `fail()`, `rate_limit()`) and reads `requests`, the number
-of completions requests that reached it. Nothing listens beyond 127.0.0.1.
+output tool), carrying the local engine's result for the user message's JSON document, and
+reporting PROMPT_TOKENS and COMPLETION_TOKENS as its usage; GET /v1/models lists one model, or
+answers 401 when `require_key()` names a key the request does not carry. The test switches its
+behaviour (`answer()`, `fail()`, `rate_limit()`) and reads `requests`, the number of completions
+requests that reached it, and `model_listings`. Nothing listens beyond 127.0.0.1.
 
 A request with `"stream": true` is answered as the Chat Completions API streams: `data:` lines
 of `chat.completion.chunk`s, the tool call's arguments a word per chunk (`chunk_interval`
-seconds apart), then `data: [DONE]`. `cut_after(n)` drops the connection after `n` chunks, in
+seconds apart), a last chunk with the usage when `stream_options.include_usage` asks for it (as
+pydantic-ai does), then `data: [DONE]`. `cut_after(n)` drops the connection after `n` chunks, in
 the middle of the chunked body; `pause_after(n)` goes silent after `n` chunks until the client
 leaves. `abandoned` counts streams whose client closed the connection before their end: the server
 watches its socket while it waits, so it notices at once, as a provider that stops generating
@@ -30,6 +33,9 @@ from typing import Any
 from app.infrastructure.ai.local_model import argument_chunks, run_operation
 
 COMPLETIONS_PATH = "/v1/chat/completions"
+MODELS_PATH = "/v1/models"
+PROMPT_TOKENS = 42
+COMPLETION_TOKENS = 17
 # How long a paused stream waits for its client to leave before giving up on it.
 PAUSE_LIMIT_SECONDS = 30.0
 
@@ -45,6 +51,8 @@ class OpenAICompatibleServer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._requests = 0
+        self._model_listings = 0
+        self._required_key: str | None = None
         self._status = HTTPStatus.OK
         self._headers: dict[str, str] = {}
         self._plan = StreamPlan()
@@ -71,6 +79,16 @@ class OpenAICompatibleServer:
     def abandoned(self) -> int:
         with self._lock:
             return self._abandoned
+
+    @property
+    def model_listings(self) -> int:
+        with self._lock:
+            return self._model_listings
+
+    def require_key(self, key: str) -> None:
+        """Refuse a model listing (401) that does not carry this key, as a real provider does."""
+        with self._lock:
+            self._required_key = key
 
     def answer(self) -> None:
         """Answer every request with a valid tool call (the default), streams in full."""
@@ -116,6 +134,12 @@ class OpenAICompatibleServer:
         with self._lock:
             self._abandoned += 1
 
+    def _take_listing(self, authorization: str | None) -> bool:
+        """Whether a model listing with this Authorization header is accepted."""
+        with self._lock:
+            self._model_listings += 1
+            return self._required_key is None or authorization == f"Bearer {self._required_key}"
+
 
 @contextmanager
 def openai_compatible_server() -> Iterator[OpenAICompatibleServer]:
@@ -129,6 +153,15 @@ def openai_compatible_server() -> Iterator[OpenAICompatibleServer]:
 
 def _handler_for(server: OpenAICompatibleServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != MODELS_PATH:
+                self._send(HTTPStatus.NOT_FOUND, _error("not_found", f"no route {self.path}"))
+            elif server._take_listing(self.headers.get("Authorization")):
+                model = {"id": "fake-llm", "object": "model", "created": 0, "owned_by": "test"}
+                self._send(HTTPStatus.OK, {"object": "list", "data": [model]})
+            else:
+                self._send(HTTPStatus.UNAUTHORIZED, _error("invalid_api_key", "Incorrect key"))
+
         def do_POST(self) -> None:
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
             if self.path != COMPLETIONS_PATH:
@@ -169,6 +202,8 @@ def _handler_for(server: OpenAICompatibleServer) -> type[BaseHTTPRequestHandler]
                     return False
                 self._event(_chunk(request, {"tool_calls": [_tool_delta(arguments=piece)]}))
             self._event(_chunk(request, {}, finish_reason="tool_calls"))
+            if request.get("stream_options", {}).get("include_usage"):
+                self._event(_chunk(request, None) | {"usage": _USAGE})
             self._write(b"data: [DONE]\n\n")
             self._write(b"")  # the last chunk of the body
             return True
@@ -223,14 +258,17 @@ def _tool_delta(*, arguments: str, name: str | None = None) -> dict[str, Any]:
 
 
 def _chunk(
-    request: dict[str, Any], delta: dict[str, Any], finish_reason: str | None = None
+    request: dict[str, Any], delta: dict[str, Any] | None, finish_reason: str | None = None
 ) -> dict[str, Any]:
+    """A chunk carrying `delta`; with None, a chunk with no choices (the usage chunk's shape)."""
+    choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+    choices = [] if delta is None else [choice]
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
         "created": 0,
         "model": request["model"],
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        "choices": choices,
     }
 
 
@@ -259,8 +297,15 @@ def _completion(request: dict[str, Any]) -> dict[str, Any]:
                 },
             }
         ],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        "usage": _USAGE,
     }
+
+
+_USAGE = {
+    "prompt_tokens": PROMPT_TOKENS,
+    "completion_tokens": COMPLETION_TOKENS,
+    "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+}
 
 
 def _error(code: str, message: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ stop would leave behind, and kills whatever is left when it ends.
 """
 
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -234,3 +235,45 @@ class TestBadSettings:
         ours = [line for line in lines if not line.startswith(("make: *** ", ".venv/bin/"))]
         assert ours == [expected], lines
         assert left == []
+
+
+class TestMakeRunBackendJsonLogs:
+    """Seam: make run-backend → app.cli serve --log-config → uvicorn's reloader and worker →
+    the app's log handler."""
+
+    @pytest.mark.timeout(STARTUP_SECONDS + STOP_SECONDS + 30)
+    @pytest.mark.covers("OBS-04")
+    def test_every_line_is_json_and_a_request_lines_share_its_id(self, tmp_path: Path):
+        """With LOG_FORMAT=json, what `make run-backend` writes is JSON from the first line.
+
+        Integration scope: the Makefile's backend command (no echo) → app.cli serve, which hands
+        `--log-config` to uvicorn → the reloader's and the worker's records, and a request's.
+        Business impact: a log shipper parses every line; one plain line from make or from
+        uvicorn's reloader (started before any app exists) breaks the stream or is dropped.
+        Test strategy: start the target with LOG_FORMAT=json on a free port, send one request
+        with a known X-Request-ID, stop it with SIGTERM, parse what it wrote before the stop.
+        Success criteria: every line up to the stop is a JSON object; uvicorn's start-up lines
+        are among them; the request's access line carries its id, route and status.
+        """
+        port = free_port()
+        request_id = f"make-json-{uuid.uuid4().hex[:8]}"
+
+        with make_target(
+            tmp_path, "run-backend", BACKEND_PORT=str(port), LOG_FORMAT="json"
+        ) as running:
+            wait_until_serving(running, f"http://127.0.0.1:{port}/healthz")
+            httpx.get(f"http://127.0.0.1:{port}/v1/health", headers={"X-Request-ID": request_id})
+            # The access line is written as the response ends: poll for it, then stop.
+            deadline = time.monotonic() + STOP_SECONDS
+            while request_id not in running.output.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            lines = running.lines()
+            os.killpg(running.process.pid, signal.SIGTERM)
+            running.process.wait(timeout=STOP_SECONDS)
+
+        records = [json.loads(line) for line in lines]  # fails on any line that is not JSON
+        assert any(record["logger"] == "uvicorn.error" for record in records), lines
+        access = [record for record in records if record.get("request_id") == request_id]
+        assert [(r["event"], r["route"], r["status"]) for r in access] == [
+            ("request", "/v1/health", 200)
+        ]

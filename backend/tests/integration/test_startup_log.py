@@ -4,6 +4,8 @@ The app replaces the root logger's handlers with its own stderr handler, so thes
 stderr (capsys) rather than pytest's log capture: that is the text a user sees.
 """
 
+import json
+
 import pytest
 from conftest import ClientFactory
 from fakes.services import free_port
@@ -50,11 +52,14 @@ class TestStartupLog:
         """
         port = free_port()
 
-        await make_client(redis_url=f"redis://operator:s3cret-pw@127.0.0.1:{port}/0")
+        await make_client(
+            redis_url=f"redis://operator:s3cret-pw@127.0.0.1:{port}/0", log_format="json"
+        )
 
         output = capsys.readouterr().err
-        warnings = [line for line in output.splitlines() if "REDIS_URL" in line]
+        records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        warnings = [record for record in records if "REDIS_URL" in record["event"]]
         assert len(warnings) == 1, output
-        assert " WARNING " in warnings[0]
-        assert f"redis://127.0.0.1:{port}/0" in warnings[0]
+        assert warnings[0]["level"] == "warning"
+        assert f"redis://127.0.0.1:{port}/0" in warnings[0]["event"]
         assert "s3cret-pw" not in output

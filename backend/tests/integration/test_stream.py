@@ -618,7 +618,10 @@ class TestStreamDisconnect:
 
     @pytest.mark.covers("STREAM-05")
     async def test_client_that_stops_reading_is_cut_with_its_provider_call(
-        self, make_stream_client: StreamClientFactory, provider: FakeProvider
+        self,
+        make_stream_client: StreamClientFactory,
+        provider: FakeProvider,
+        capsys: pytest.CaptureFixture[str],
     ):
         """A client that keeps its connection open but reads nothing is cut after the send
         timeout, and the provider call with it.
@@ -632,7 +635,8 @@ class TestStreamDisconnect:
         chunk until its consumer leaves (the service reads it ahead of the client, so a
         provider that finished first would leave nothing to cut); send timeout 0.2 s.
         Success criteria: the provider's stream is abandoned and the history row says
-        `cancelled`, each within its deadline.
+        `cancelled`, each within its deadline; the log (the app's handler writes to stderr)
+        says so in a warning, not as an unhandled error with a traceback.
         """
         # More than the server's socket may buffer: Linux grows a send buffer up to 4 MB.
         long_summary = " ".join("y" * 50_000 for _ in range(120))  # one chunk a word
@@ -648,6 +652,17 @@ class TestStreamDisconnect:
                 return bool(rows) and rows[0]["outcome"] == "cancelled"
 
             await eventually(cancelled_row, WRITE_DEADLINE)
+
+        logged = ""
+
+        def warned() -> bool:
+            nonlocal logged
+            logged += capsys.readouterr().err
+            return "client stopped reading" in logged
+
+        await eventually(warned, WRITE_DEADLINE)
+        assert "unhandled error" not in logged
+        assert "Traceback" not in logged
 
 
 @asynccontextmanager
@@ -681,7 +696,7 @@ class TestStreamAccounting:
         """Each stream leaves one row: completed, failed with its code, or refused.
 
         Integration scope: the stream's history row through the group commit into SQLite and
-        PostgreSQL (migrated to 0003_stream), read back through /v1/history.
+        PostgreSQL (migrated to 0004_stream), read back through /v1/history.
         Business impact: users and operators see every streamed request and how it ended.
         Test strategy: a completed stream, one cut by the provider, one refused by the open
         breaker (threshold 1).

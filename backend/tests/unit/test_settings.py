@@ -27,6 +27,13 @@ class TestSettingsValidation:
             load_settings()
 
     @pytest.mark.covers("CONF-01")
+    def test_mapping_that_is_not_json_names_the_variable(self, monkeypatch: pytest.MonkeyPatch):
+        monkeypatch.setenv("RATE_LIMIT_TIERS", "nonsense")
+
+        with pytest.raises(ConfigurationError, match="RATE_LIMIT_TIERS: not valid JSON"):
+            load_settings()
+
+    @pytest.mark.covers("CONF-01")
     def test_out_of_range_number_names_the_variable(self, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv("BREAKER_FAILURE_THRESHOLD", "0")
 

@@ -24,6 +24,7 @@ from app.api.errors import app_error_response, invalid_request
 from app.api.responses import BODY_ERRORS, PROVIDER_ERRORS
 from app.api.sse import event_stream_response
 from app.core.exceptions import RateLimitedError, ValidationError
+from app.core.logging import annotate_request
 
 _FORM = b"application/x-www-form-urlencoded"
 _JSON = b"application/json"
@@ -143,9 +144,11 @@ async def process(
     cache_control: CacheControl = None,
 ) -> TextProcessResponse:
     await charge_rate_limit(request, principal)
-    return await resources_of(request).text_processor.process(
+    response = await resources_of(request).text_processor.process(
         body, principal.key_id, read_cache=_reads_cache(cache_control)
     )
+    annotate_request(model=response.model, cached=response.cached, degraded=response.degraded)
+    return response
 
 
 _STREAM_EVENTS = """Server-sent events, in order:
@@ -235,6 +238,10 @@ async def batch(
     ]
     if valid := sum(not isinstance(item, ValidationError) for item in items):
         await charge_rate_limit(request, principal, valid)
-    return await resources.text_processor.process_batch(
+    response = await resources.text_processor.process_batch(
         items, principal.key_id, read_cache=_reads_cache(cache_control)
     )
+    annotate_request(
+        model=resources.provider.model_id, items=len(body.items), failed=response.failed
+    )
+    return response

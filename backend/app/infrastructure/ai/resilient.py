@@ -7,14 +7,18 @@ repeat it, so a later failure ends the stream (and counts as the call's failure)
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
-
 from app.core.exceptions import ProviderError, ProviderTimeoutError
-from app.infrastructure.ai.provider import AIProvider, ProviderRequest, ProviderStream
+from app.infrastructure.ai.provider import (
+    AIProvider,
+    ProviderAnswer,
+    ProviderRequest,
+    ProviderStream,
+)
 from app.infrastructure.metrics import Metrics
 from app.infrastructure.resilience.breaker import CircuitBreaker
 from app.infrastructure.resilience.retry import RetryPolicy, Sleep, call_with_retries
@@ -27,6 +31,9 @@ def is_provider_failure(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError)
 
 
+CHECK_TIMEOUT_SECONDS = 5.0
+
+
 class ResilientProvider:
     def __init__(
         self,
@@ -35,27 +42,58 @@ class ResilientProvider:
         retry_policy: RetryPolicy,
         metrics: Metrics,
         sleep: Sleep,
+        *,
+        check_interval_seconds: float = 0.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.provider = provider
         self.breaker = breaker
         self._retry_policy = retry_policy
         self._metrics = metrics
         self._sleep = sleep
+        self._check_interval = check_interval_seconds
+        self._clock = clock
+        self._check_problem: str | None = None
+        self._next_check = 0.0
+        self._check_task: asyncio.Task[None] | None = None
 
     @property
     def model_id(self) -> str:
         return self.provider.model_id
 
-    async def run(self, request: ProviderRequest) -> BaseModel:
+    def check_problem(self) -> str | None:
+        """What the latest provider check found wrong (None: nothing, or not checked yet).
+
+        The check runs in the background, at most once per `check_interval_seconds` (0: never),
+        so a readiness probe never waits on the provider: it reads the last verdict.
+        """
+        now = self._clock()
+        idle = self._check_task is None or self._check_task.done()
+        if self._check_interval > 0 and idle and now >= self._next_check:
+            self._next_check = now + self._check_interval
+            self._check_task = asyncio.create_task(self._check())
+        return self._check_problem
+
+    async def _check(self) -> None:
+        self._check_problem = await self.provider.check(CHECK_TIMEOUT_SECONDS)
+
+    async def aclose(self) -> None:
+        if self._check_task is not None:
+            self._check_task.cancel()
+            await asyncio.gather(self._check_task, return_exceptions=True)
+
+    async def run(self, request: ProviderRequest) -> ProviderAnswer:
         return await self.breaker.call(
             lambda: call_with_retries(
                 lambda: self._counted_run(request), self._retry_policy, sleep=self._sleep
             )
         )
 
-    async def _counted_run(self, request: ProviderRequest) -> BaseModel:
+    async def _counted_run(self, request: ProviderRequest) -> ProviderAnswer:
         with counted(self._metrics):
-            return await self.provider.run(request)
+            answer = await self.provider.run(request)
+        count_tokens(self._metrics, self.model_id, answer)
+        return answer
 
     @asynccontextmanager
     async def stream(self, request: ProviderRequest) -> AsyncIterator["ResilientStream"]:
@@ -70,19 +108,29 @@ class ResilientProvider:
 
 @contextmanager
 def counted(metrics: Metrics) -> Iterator[None]:
-    """One call that reached the provider, counted by how it ended."""
-    calls = metrics.provider_calls
+    """One call that reached the provider (a run, or a stream to its end), counted and timed
+    by how it ended."""
+    started = time.perf_counter()
+    outcome = "error"  # a bug of ours, not the provider's: counted all the same
     try:
         yield
+        outcome = "ok"
     except ProviderError as exc:
-        calls.labels(outcome=exc.code).inc()
+        outcome = exc.code
         raise
     except (asyncio.CancelledError, GeneratorExit):
         # An attempt timeout or the request deadline cut the call, or the caller left. It
         # reached the provider all the same, and a hanging provider shows up only here.
-        calls.labels(outcome="cancelled").inc()
+        outcome = "cancelled"
         raise
-    calls.labels(outcome="ok").inc()
+    finally:
+        metrics.provider_calls.labels(outcome=outcome).inc()
+        metrics.provider_latency.labels(outcome).observe(time.perf_counter() - started)
+
+
+def count_tokens(metrics: Metrics, model_id: str, answer: ProviderAnswer) -> None:
+    metrics.tokens.labels(model_id, "input").inc(answer.input_tokens)
+    metrics.tokens.labels(model_id, "output").inc(answer.output_tokens)
 
 
 class ResilientStream:
@@ -114,10 +162,12 @@ class ResilientStream:
             return await self._open()
         return await self._within_limits(self._stream.next_snapshot())
 
-    async def output(self) -> BaseModel:
-        """The validated output, after the last snapshot."""
+    async def answer(self) -> ProviderAnswer:
+        """The validated output and its usage, after the last snapshot."""
         assert self._stream is not None, "read the snapshots first"
-        return await self._within_limits(self._stream.output())
+        answer = await self._within_limits(self._stream.answer())
+        count_tokens(self._metrics, self._provider.model_id, answer)
+        return answer
 
     async def _open(self) -> dict[str, Any] | None:
         self._deadline = asyncio.get_running_loop().time() + self._policy.deadline_seconds

@@ -117,6 +117,8 @@ class Database:
             url,
             connect_args=connect_args,
             pool_pre_ping=not self.is_sqlite,
+            # Parameters are user data (emails, names): never in SQL logs or error messages.
+            hide_parameters=True,
         )
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

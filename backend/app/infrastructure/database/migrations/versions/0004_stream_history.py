@@ -1,7 +1,7 @@
 """Streamed requests in the history: whether a row is a stream, and its time to first token.
 
-Revision ID: 0003_stream
-Revises: 0002
+Revision ID: 0004_stream
+Revises: 0003_tokens
 Create Date: 2026-11-28
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_stream"
-down_revision: str | None = "0002"
+revision: str = "0004_stream"
+down_revision: str | None = "0003_tokens"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
