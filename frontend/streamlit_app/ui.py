@@ -10,6 +10,7 @@ from shared.text import (
     Operation,
     QuestionsResult,
     SentimentResult,
+    StreamMeta,
     SummaryResult,
     TextProcessResponse,
 )
@@ -54,7 +55,7 @@ def run_page(render: Callable[[], None]) -> None:
         )
 
 
-def badges(response: TextProcessResponse) -> str:
+def badges(response: TextProcessResponse | StreamMeta) -> str:
     cache = ":green-badge[cached]" if response.cached else ":blue-badge[fresh]"
     degraded = " :orange-badge[degraded: stale answer]" if response.degraded else ""
     return f"{cache}{degraded} :gray-badge[model: {escape_markdown(response.model)}]"

@@ -12,6 +12,8 @@ in-process under AppTest and reach a backend over HTTP, exactly as they do in a 
   not ready.
 - `rate_limited_backend`: every key may make RATE_LIMIT text requests a minute (elsewhere, a
   limit no test reaches).
+- `provider_backend`: its AI provider is `loopback_provider`, the OpenAI-compatible server on
+  loopback, which the test tells how to stream (break off, or pause, after a few chunks).
 - `read_markdown`: what a person reads where a page shows Markdown (alerts, captions, badges).
 """
 
@@ -29,6 +31,7 @@ from pathlib import Path
 import httpx
 import pytest
 from app.core.config import Settings
+from fakes.openai_server import OpenAICompatibleServer, openai_compatible_server
 from fakes.services import free_port, server_process
 from markdown_it import MarkdownIt
 from redis import Redis
@@ -175,6 +178,26 @@ def backend_without_database(tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def rate_limited_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBackend]:
     folder = tmp_path_factory.mktemp("rate-limited")
     with running_backend(folder, requests_per_minute=RATE_LIMIT) as backend:
+        yield backend
+
+
+@pytest.fixture(scope="session")
+def loopback_provider() -> Iterator[OpenAICompatibleServer]:
+    with openai_compatible_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def provider_backend(
+    loopback_provider: OpenAICompatibleServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveBackend]:
+    settings = {
+        "AI_MODEL": "openai-chat:fake-llm",
+        "AI_BASE_URL": loopback_provider.base_url,
+        "AI_API_KEY": "not-used",
+        "AI_MAX_ATTEMPTS": "1",
+    }
+    with running_backend(tmp_path_factory.mktemp("provider"), settings) as backend:
         yield backend
 
 

@@ -290,6 +290,31 @@ class TextProcessResponse(BaseModel):
     processing_time_ms: float
 
 
+# The events of POST /v1/text/stream, in order: `meta`, any number of `delta`, then `done` or
+# `error` (whose data is the `ErrorResponse` body the JSON error would carry).
+# The operations whose result is prose, and the field their `delta` events spell out. The others
+# (a label and scores, a list) are only useful whole: their stream has no `delta`, only `done`.
+TEXT_FIELDS: dict[Operation, str] = {Operation.SUMMARIZE: "summary", Operation.QA: "answer"}
+
+
+class StreamMeta(BaseModel):
+    operation: Operation
+    model: str
+    cached: bool
+    degraded: bool
+
+
+class StreamDelta(BaseModel):
+    text: str = Field(description="The next fragment of the result's text, appended to the last.")
+
+
+class StreamDone(TextProcessResponse):
+    time_to_first_token_ms: float = Field(
+        description="From the request to the first text sent: the first `delta`, or the result "
+        "itself for a cached answer or an operation without deltas."
+    )
+
+
 class OperationInfo(BaseModel):
     name: Operation
     description: str
@@ -363,7 +388,14 @@ class HistoryRecord(BaseModel):
     cached: bool
     degraded: bool
     latency_ms: float
-    outcome: str = Field(description="`ok` or the error code the request ended with.")
+    outcome: str = Field(
+        description="`ok` (`completed` for a stream), `cancelled` (a stream its client left), "
+        "or the error code the request ended with."
+    )
+    streamed: bool = Field(default=False, description="True for POST /v1/text/stream.")
+    time_to_first_token_ms: float | None = Field(
+        default=None, description="Streams only: see `StreamDone.time_to_first_token_ms`."
+    )
     created_at: datetime
     input_tokens: int | None = Field(
         default=None,

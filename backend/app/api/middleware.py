@@ -13,6 +13,7 @@ import uuid
 
 from fastapi.routing import iter_route_contexts
 from opentelemetry import trace
+from sse_starlette.sse import SendTimeoutError
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -87,6 +88,9 @@ class RequestContextMiddleware:
         try:
             with redis_client.request_scope():
                 await self.app(scope, receive, send_with_id)
+        except SendTimeoutError:
+            # A client that stopped reading an event stream: its stream was closed, as designed.
+            logger.warning("client stopped reading: stream closed after the send timeout")
         except Exception:
             logger.exception("unhandled error")
             if not response_started:

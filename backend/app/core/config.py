@@ -94,7 +94,17 @@ class Settings(BaseSettings):
     ai_api_key: SecretStr | None = Field(
         None, description="Provider API key; else the provider's usual variable is used."
     )
-    ai_attempt_timeout_seconds: float = Field(20.0, gt=0, description="Timeout of one attempt.")
+    local_stream_delay_seconds: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Pause between the words the `local` model streams, so streaming shows.",
+    )
+    ai_attempt_timeout_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="Timeout of one attempt; streamed, also of each silence after the first token.",
+    )
     ai_request_deadline_seconds: float = Field(
         45.0,
         gt=0,
@@ -122,6 +132,16 @@ class Settings(BaseSettings):
     breaker_window_seconds: float = Field(60.0, gt=0, description="Window failures are counted in.")
     breaker_recovery_seconds: float = Field(30.0, gt=0, description="Open time before a trial.")
     breaker_half_open_max_calls: int = Field(1, ge=1, description="Concurrent trial calls.")
+    stream_ping_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="Heartbeat comment sent on a silent stream, so that proxies keep it open.",
+    )
+    stream_send_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A stream whose client reads nothing this long is cut, with its provider call.",
+    )
     batch_max_items: int = Field(20, ge=1, le=200, description="Items accepted in one batch.")
     batch_concurrency: int = Field(4, ge=1, le=32, description="Items of a batch run at once.")
     max_body_bytes: int = Field(

@@ -121,6 +121,8 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
     logging.captureWarnings(True)  # Python warnings become records of the `py.warnings` logger
     # aiosqlite logs every statement with its parameters (emails, names) at DEBUG.
     logging.getLogger("aiosqlite").setLevel(max(root.level, logging.INFO))
+    # sse-starlette logs every event it sends (the answer's text, so the user's) at DEBUG.
+    logging.getLogger("sse_starlette").setLevel(max(root.level, logging.INFO))
     # Alembic announces each plugin and each step at INFO, a dozen lines at every start;
     # Database.migrate says in one line what it did.
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -26,6 +26,12 @@ class HistoryEntry:
     input_tokens: int | None = None
     output_tokens: int | None = None
     tokens_estimated: bool = False
+    streamed: bool = False
+    time_to_first_token_ms: float | None = None
+
+
+# The outcomes of a request the provider answered (usage counts it as a provider call).
+ANSWERED = frozenset({"ok", "completed"})
 
 
 class HistoryService:
@@ -71,6 +77,8 @@ class HistoryService:
                     degraded=row.degraded,
                     latency_ms=row.latency_ms,
                     outcome=row.outcome,
+                    streamed=row.streamed,
+                    time_to_first_token_ms=row.time_to_first_token_ms,
                     created_at=row.created_at,
                     input_tokens=row.input_tokens,
                     output_tokens=row.output_tokens,
@@ -99,6 +107,10 @@ def _row(entry: HistoryEntry) -> dict[str, object]:
         "degraded": entry.degraded,
         "latency_ms": round(entry.latency_ms, 3),
         "outcome": entry.outcome,
+        "streamed": entry.streamed,
+        "time_to_first_token_ms": (
+            None if entry.time_to_first_token_ms is None else round(entry.time_to_first_token_ms, 3)
+        ),
         "created_at": utcnow(),
         "input_tokens": entry.input_tokens,
         "output_tokens": entry.output_tokens,
@@ -114,7 +126,7 @@ async def _write_batch(session: AsyncSession, entries: list[HistoryEntry]) -> No
         Use(
             entry.api_key_id,
             cached=entry.cached,
-            provider_call=entry.outcome == "ok" and not entry.cached,
+            provider_call=entry.outcome in ANSWERED and not entry.cached,
             input_tokens=entry.input_tokens or 0,
             output_tokens=entry.output_tokens or 0,
         )

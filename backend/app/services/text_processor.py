@@ -5,7 +5,12 @@ requests share one provider call (single-flight) whose answer is cached with the
 TTL. While the breaker is open, a stale entry within the grace window is served as `degraded`
 (and never written back). Every request leaves a history row, whatever its outcome, with the
 tokens of the provider call it made: none for a cache hit or a shared call, unknown (NULL) when
-the call failed, since pydantic-ai reports no usage with an error.
+the call failed or was cut short, since pydantic-ai reports no usage with an error.
+
+`stream` answers the same way as events (`StreamMeta`, `StreamDelta`s, then `StreamDone` or a
+`StreamFailure`), with the provider's own stream behind it: a completed stream is cached as its
+final result; one cut short (the client left, the provider failed) is not. Streams do not join
+the single-flight: each is its own provider call, and the cache serves whoever comes after.
 """
 
 import asyncio
@@ -13,24 +18,34 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import AbstractContextManager, AsyncExitStack, aclosing, nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from opentelemetry.trace import Span, Tracer
 from shared.errors import ErrorDetail
 from shared.text import (
+    TEXT_FIELDS,
     BatchItemResult,
     BatchResponse,
     Operation,
+    StreamDelta,
+    StreamDone,
+    StreamMeta,
     TextProcessRequest,
     TextProcessResponse,
     options_dict,
 )
 
 from app.core.exceptions import AppError, CircuitOpenError
-from app.infrastructure.ai.provider import DEFAULT_OPTIONS, PROMPT_VERSION, ProviderRequest
+from app.infrastructure.ai.provider import (
+    DEFAULT_OPTIONS,
+    PROMPT_VERSION,
+    ProviderAnswer,
+    ProviderRequest,
+)
 from app.infrastructure.ai.resilient import ResilientProvider
 from app.infrastructure.cache import ResponseCache
 from app.infrastructure.single_flight import SingleFlight
@@ -55,6 +70,16 @@ class _Answer:
     input_tokens: int = 0  # of this request's own provider call
     output_tokens: int = 0
     tokens_estimated: bool = False
+
+
+@dataclass(frozen=True)
+class StreamFailure:
+    """The stream's last event when it fails after its first: the error a JSON answer carries."""
+
+    error: AppError
+
+
+StreamEvent = StreamMeta | StreamDelta | StreamDone | StreamFailure
 
 
 def clean_text(text: str) -> str:
@@ -102,11 +127,8 @@ class TextProcessor:
         self, request: TextProcessRequest, caller: str, *, read_cache: bool = True
     ) -> TextProcessResponse:
         started = time.perf_counter()
-        text = clean_text(request.text)  # the contract saw to it that something is left
-        question = clean_text(request.question) if request.question is not None else None
-        provider_request = ProviderRequest(
-            request.operation, text, options_dict(request.options), question
-        )
+        provider_request = _provider_request(request)
+        text = provider_request.text
         answer: _Answer | None = None
         outcome = "ok"
         try:
@@ -182,6 +204,73 @@ class TextProcessor:
             return nullcontext()
         return self._tracer.start_as_current_span(name)
 
+    async def stream(
+        self, request: TextProcessRequest, caller: str, *, read_cache: bool = True
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """The answer as events. Whatever refuses the request (an open breaker with no stale
+        answer) is raised before the first event, so a caller that awaits the first event before
+        answering can still answer with an HTTP error.
+
+        One history row per stream, written before its last event: `completed`, the error code,
+        or `cancelled` when the stream is closed or cancelled early (its client left).
+        """
+        provider_request = _provider_request(request)
+        record = _StreamRecord(self._history, caller, provider_request, self._provider.model_id)
+        try:
+            async with aclosing(
+                self._stream_events(provider_request, read_cache, record)
+            ) as events:
+                async for event in events:
+                    yield event
+        except AppError as exc:  # refused before the first event
+            if not record.finished:
+                await record.finish(exc.code)
+            raise
+        finally:
+            if not record.finished:
+                # A cancelled stream is cancelled again at every await until it leaves the
+                # cancelled scope: the shield lets its history row be written first.
+                with anyio.CancelScope(shield=True):
+                    await record.finish("cancelled")
+
+    async def _stream_events(
+        self, request: ProviderRequest, read_cache: bool, record: "_StreamRecord"
+    ) -> AsyncGenerator[StreamEvent, None]:
+        key = cache_key(request, self._provider.model_id)
+        if read_cache and (entry := await self._cache.get(key)) is not None and entry.fresh:
+            for event in await record.replay(entry.value, degraded=False):
+                yield event
+            return
+        try:
+            async with AsyncExitStack() as stack:
+                try:
+                    answer = await stack.enter_async_context(self._provider.stream(request))
+                except CircuitOpenError:
+                    stale = await self._cache.get(key, allow_stale_seconds=self._grace)
+                    if stale is None:
+                        raise
+                    for event in await record.replay(stale.value, degraded=True):
+                        yield event
+                    return
+                yield record.meta(cached=False, degraded=False)
+                while (snapshot := await answer.next_snapshot()) is not None:
+                    if delta := record.delta(snapshot):
+                        yield delta
+                provided = await answer.answer()
+        except AppError as exc:
+            if not record.meta_sent:
+                raise
+            yield await record.fail(exc)
+            return
+        record.used(provided)
+        value = {
+            "result": provided.output.model_dump(mode="json"),
+            "model": self._provider.model_id,
+        }
+        await self._cache.set(key, value, self._ttl[request.operation])
+        for event in await record.complete(value):
+            yield event
+
     async def process_batch(
         self,
         items: Sequence[TextProcessRequest | AppError],
@@ -210,3 +299,113 @@ class TextProcessor:
         results = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
         failed = sum(result.error is not None for result in results)
         return BatchResponse(items=list(results), succeeded=len(results) - failed, failed=failed)
+
+
+def _provider_request(request: TextProcessRequest) -> ProviderRequest:
+    text = clean_text(request.text)  # the contract saw to it that something is left
+    question = clean_text(request.question) if request.question is not None else None
+    return ProviderRequest(request.operation, text, options_dict(request.options), question)
+
+
+@dataclass
+class _StreamRecord:
+    """One stream's events and its history row: what was sent, when, and how it ended."""
+
+    history: HistoryService
+    caller: str
+    request: ProviderRequest
+    model: str
+    started: float = field(default_factory=time.perf_counter)
+    meta_sent: bool = False
+    cached: bool = False
+    degraded: bool = False
+    sent_text: str = ""
+    first_token_ms: float | None = None
+    finished: bool = False
+    # The provider call's tokens: unknown (None) until it completes; none for a cached answer.
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    tokens_estimated: bool = False
+
+    def _elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    def meta(self, *, cached: bool, degraded: bool) -> StreamMeta:
+        self.meta_sent, self.cached, self.degraded = True, cached, degraded
+        if cached:
+            self.input_tokens = self.output_tokens = 0
+        return StreamMeta(
+            operation=self.request.operation, model=self.model, cached=cached, degraded=degraded
+        )
+
+    def delta(self, result: dict[str, Any]) -> StreamDelta | None:
+        """The text added since the last delta, if the (partial) result's text grew. A text that
+        does not extend what was sent (a model revising itself) is left to `done` to correct."""
+        text_field = TEXT_FIELDS.get(self.request.operation)
+        text = result.get(text_field) if text_field is not None else None
+        if not isinstance(text, str) or len(text) <= len(self.sent_text):
+            return None
+        if not text.startswith(self.sent_text):
+            return None
+        added, self.sent_text = text[len(self.sent_text) :], text
+        if self.first_token_ms is None:
+            self.first_token_ms = self._elapsed_ms()
+        return StreamDelta(text=added)
+
+    def used(self, answer: ProviderAnswer) -> None:
+        self.input_tokens, self.output_tokens = answer.input_tokens, answer.output_tokens
+        self.tokens_estimated = answer.estimated
+
+    async def replay(self, value: dict[str, Any], *, degraded: bool) -> list[StreamEvent]:
+        """A whole answer (from the cache) as a stream, at once."""
+        return [self.meta(cached=True, degraded=degraded), *await self.complete(value)]
+
+    async def complete(self, value: dict[str, Any]) -> list[StreamEvent]:
+        """The last events of an answer: the rest of its text, then `done`."""
+        events: list[StreamEvent] = []
+        if delta := self.delta(value["result"]):
+            events.append(delta)  # what the last snapshots had not shown, or a cached text
+        if self.first_token_ms is None:  # no delta: the result itself is the first text sent
+            self.first_token_ms = self._elapsed_ms()
+        elapsed_ms = self._elapsed_ms()
+        done = StreamDone(
+            operation=self.request.operation,
+            result=value["result"],
+            model=value["model"],
+            cached=self.cached,
+            degraded=self.degraded,
+            processing_time_ms=round(elapsed_ms, 3),
+            time_to_first_token_ms=round(self.first_token_ms, 3),
+        )
+        try:
+            await self.finish("completed", elapsed_ms)
+        except AppError as exc:  # the history could not be written: as /process, an error
+            return [*events, StreamFailure(exc)]
+        return [*events, done]
+
+    async def fail(self, error: AppError) -> StreamFailure:
+        try:
+            await self.finish(error.code)
+        except AppError as exc:  # as /process: the database's failure is the one reported
+            return StreamFailure(exc)
+        return StreamFailure(error)
+
+    async def finish(self, outcome: str, elapsed_ms: float | None = None) -> None:
+        self.finished = True
+        await self.history.record(
+            HistoryEntry(
+                api_key_id=self.caller,
+                operation=self.request.operation,
+                text=self.request.text,
+                model=self.model,
+                cached=self.cached,
+                degraded=self.degraded,
+                latency_ms=self._elapsed_ms() if elapsed_ms is None else elapsed_ms,
+                outcome=outcome,
+                input_tokens=self.input_tokens,
+                output_tokens=self.output_tokens,
+                tokens_estimated=self.tokens_estimated,
+                streamed=True,
+                time_to_first_token_ms=self.first_token_ms,
+            )
+        )

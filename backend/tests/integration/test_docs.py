@@ -50,9 +50,9 @@ class TestDocumentedExamples:
         option and `"question": "string"` with `summarize`, a 422 on a newcomer's first try.
         Test strategy: read every request-body example from both documents and send each one,
         with the key each document is for; check that every body-taking route has one and
-        the text route has one per operation.
+        the text routes one per operation.
         Success criteria: every example answers 2xx; every route with a body has an example;
-        `/v1/text/process` has an example of each operation.
+        `/v1/text/process` and `/v1/text/stream` have an example of each operation.
         """
         client = await make_client(api_key=None)
         examples = [
@@ -69,15 +69,19 @@ class TestDocumentedExamples:
         }
 
         routes = {(method, path) for (method, path, _, _), _ in examples}
-        operations = {body["operation"] for (_, path, _, body), _ in examples if "process" in path}
+        text_routes = ("/v1/text/process", "/v1/text/stream")
+        operations = {
+            (path, body["operation"]) for (_, path, _, body), _ in examples if path in text_routes
+        }
         assert {example: status for example, status in outcomes.items() if status >= 300} == {}
         assert routes == {
             ("POST", "/v1/text/process"),
+            ("POST", "/v1/text/stream"),
             ("POST", "/v1/text/batch"),
             ("POST", "/v1/auth/register"),
             ("POST", "/internal/cache/invalidate"),
         }
-        assert operations == set(Operation)
+        assert operations == {(path, operation) for path in text_routes for operation in Operation}
 
 
 class TestDocumentationPages:

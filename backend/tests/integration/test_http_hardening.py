@@ -1,24 +1,21 @@
 """The API's edge toward browsers and proxies: security headers, CORS, HSTS, gzip, allowed hosts.
 
-Through the app as `create_app` wires it, in-process; the proxy tests serve it with a real
-uvicorn configured as the image runs it, because trusting X-Forwarded-Proto is uvicorn's part.
+Through the app as `create_app` wires it, in-process. The proxy tests serve it with a real
+uvicorn (fakes.live_server) configured as the image runs it, because trusting X-Forwarded-Proto
+is uvicorn's part: uvicorn's defaults are the image's command line, --proxy-headers on and the
+trusted proxies read from FORWARDED_ALLOW_IPS. The event stream is served the same way, because
+only a real server hands events over as they are written.
 """
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import pytest
-import uvicorn
 from app.api.middleware import API_CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY
 from app.main import create_app
-from asgi_lifespan import LifespanManager
-from conftest import OPERATOR_KEY, ClientFactory, DatabaseBackend, make_settings
-from fakes.services import free_port
-from httpx import ASGITransport, AsyncClient, Response
-from starlette.requests import Request
-from starlette.responses import StreamingResponse
-from starlette.types import ASGIApp
+from app.resources import Externals
+from conftest import OPERATOR_KEY, PUBLIC_KEY, ClientFactory, DatabaseBackend, make_settings
+from fakes.live_server import served
+from fakes.providers import FakeProvider
+from httpx import AsyncClient, Response
+from httpx_sse import aconnect_sse
 
 APP_ORIGIN = "https://app.example.com"
 HSTS = "max-age=31536000; includeSubDomains"
@@ -31,28 +28,6 @@ def preflight(origin: str) -> dict[str, str]:
         "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "content-type,x-api-key",
     }
-
-
-@asynccontextmanager
-async def running_uvicorn(app: ASGIApp) -> AsyncIterator[str]:
-    """A real uvicorn server on a free loopback port, configured as backend/Dockerfile's command
-    line configures it: --proxy-headers, and the trusted proxies from FORWARDED_ALLOW_IPS (read
-    by uvicorn itself when the flag is absent). In-process: the same code, without the seconds
-    a new interpreter takes to import the app."""
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, proxy_headers=True, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not serving.done(), "uvicorn stopped during start-up"
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await serving
 
 
 def assert_hardened(response: Response, policy: str = API_CONTENT_SECURITY_POLICY) -> None:
@@ -258,7 +233,7 @@ class TestHsts:
         monkeypatch.setenv("FORWARDED_ALLOW_IPS", forwarded_allow_ips)
         app = create_app(make_settings(sqlite_backend))
 
-        async with running_uvicorn(app) as url, AsyncClient(base_url=url) as client:
+        async with served(app) as url, AsyncClient(base_url=url) as client:
             response = await client.get("/v1/health", headers={"X-Forwarded-Proto": "https"})
 
         assert response.status_code == 200
@@ -314,37 +289,44 @@ class TestCompression:
         assert batch.json()["succeeded"] == 10
         assert "Content-Encoding" not in health.headers
 
-    @pytest.mark.covers("HTTP-04")
-    async def test_event_streams_are_never_compressed(self, sqlite_backend: DatabaseBackend):
-        """Server-sent events reach the client as they are written, never gzip-buffered.
+    @pytest.mark.covers("HTTP-01", "HTTP-04")
+    async def test_the_text_stream_is_hardened_and_never_compressed(
+        self, sqlite_backend: DatabaseBackend, provider: FakeProvider
+    ):
+        """Server-sent events reach the client as they are written, with the security headers.
 
-        Integration scope: a text/event-stream route on the app create_app builds →
-        GZipMiddleware → the client.
-        Business impact: a compressor holds events back until its buffer fills, so a
-        streaming answer would arrive all at once at the end.
-        Test strategy: add a stream of 4 KiB of events to a fresh app (the middleware applies
-        to every route); request it accepting gzip.
-        Success criteria: no Content-Encoding; the events arrive as written.
+        Integration scope: POST /v1/text/stream on the app create_app builds, served by
+        uvicorn → GZipMiddleware and SecurityHeadersMiddleware → a client accepting gzip.
+        Business impact: a compressor holds events back until its buffer fills, so a streaming
+        answer would arrive all at once at the end; a stream is a response like any other for
+        content sniffing and framing.
+        Test strategy: the fake model goes silent after three chunks, so whatever the client
+        receives was sent before the stream's end; stream a summary accepting gzip and read
+        events until the first delta (the client's read timeout fails a held-back stream).
+        Success criteria: `meta` then a `delta` while the provider is still silent; an event
+        stream without Content-Encoding; the four security headers with the strict policy.
         """
-        events = [f"data: {'x' * 1000}\n\n".encode() for _ in range(4)]
+        provider.pause_after(3)
+        app = create_app(make_settings(sqlite_backend), Externals(ai_model=provider.model))
+        body = {"operation": "summarize", "text": "The bridge reopened. Traffic fell. " * 40}
+        headers = {"X-API-Key": PUBLIC_KEY, "Accept-Encoding": "gzip"}
 
-        async def stream(request: Request) -> StreamingResponse:
-            async def chunks() -> AsyncIterator[bytes]:
-                for event in events:
-                    yield event
-
-            return StreamingResponse(chunks(), media_type="text/event-stream")
-
-        app = create_app(make_settings(sqlite_backend))
-        app.add_route("/test-events", stream)
         async with (
-            LifespanManager(app) as manager,
-            AsyncClient(transport=ASGITransport(manager.app), base_url="http://t") as client,
+            served(app) as url,
+            AsyncClient(base_url=url, headers=headers, timeout=10) as client,
+            aconnect_sse(client, "POST", "/v1/text/stream", json=body) as sse,
         ):
-            response = await client.get("/test-events", headers={"Accept-Encoding": "gzip"})
+            names = []
+            async for event in sse.aiter_sse():
+                names.append(event.event)
+                if event.event == "delta":
+                    break
+            response = sse.response
 
+        assert (names[0], names[-1]) == ("meta", "delta")
+        assert response.headers["Content-Type"].startswith("text/event-stream")
         assert "Content-Encoding" not in response.headers
-        assert response.content == b"".join(events)
+        assert_hardened(response)
 
 
 class TestAllowedHosts:

@@ -102,26 +102,70 @@ class TestTokenUsage:
         assert openai_server.requests == 2
 
     @pytest.mark.covers("OBS-05")
+    async def test_streamed_answer_records_tokens_like_a_processed_one(
+        self, make_client: ClientFactory, openai_server: OpenAICompatibleServer
+    ):
+        """A stream's history row and the token counters hold its provider call's usage.
+
+        Integration scope: AsyncOpenAI streaming over HTTP (`stream_options.include_usage`,
+        the usage chunk) → pydantic-ai's stream usage → the stream's history row and
+        /internal/metrics.
+        Business impact: streamed answers are billed too; a stream that recorded no tokens
+        would be a free request on every invoice.
+        Test strategy: process one text, stream another, stream the first again (a hit).
+        Success criteria: rows (newest first) of the hit with 0, the stream and the processed
+        request each with the server's counts, not estimated; counters equal two calls.
+        """
+        client = await make_client(
+            ai_model="openai-chat:fake-llm",
+            ai_base_url=openai_server.base_url,
+            ai_check_interval_seconds=0,
+        )
+        await client.post("/v1/text/process", json={"operation": "summarize", "text": HARBOUR})
+        for body_text in (ORCHARD, HARBOUR):
+            body = {"operation": "summarize", "text": body_text}
+            assert (await client.post("/v1/text/stream", json=body)).is_success
+
+        page = HistoryPage.model_validate((await client.get("/v1/history")).json())
+        metrics = await token_metrics(client)
+
+        call = (PROMPT_TOKENS, COMPLETION_TOKENS, False)
+        assert [
+            (row.streamed, row.input_tokens, row.output_tokens, row.tokens_estimated)
+            for row in page.items
+        ] == [(True, 0, 0, False), (True, *call), (False, *call)]
+        assert metrics == {
+            ("openai:fake-llm", "input"): 2 * PROMPT_TOKENS,
+            ("openai:fake-llm", "output"): 2 * COMPLETION_TOKENS,
+        }
+
+    @pytest.mark.covers("OBS-05")
     async def test_local_model_tokens_estimated_and_flagged(self, client: AsyncClient):
         """The offline model counts no tokens: an estimate is recorded, and marked as one.
 
         Integration scope: local FunctionModel → pydantic-ai's usage estimate → history.
         Business impact: figures from the default configuration must not pass for a bill.
         Test strategy: process a text with the default (local) model.
-        Success criteria: the row has positive counts and `tokens_estimated`; the metrics
-        count the same figures under model `local`.
+        Success criteria: the row has positive counts and `tokens_estimated`, and so has a
+        stream of the same text (the cache skipped; pydantic-ai estimates a streamed request
+        its own way, so the figures may differ); the metrics count both under model `local`.
         """
-        await client.post("/v1/text/process", json={"operation": "summarize", "text": HARBOUR})
+        body = {"operation": "summarize", "text": HARBOUR}
+        await client.post("/v1/text/process", json=body)
+        await client.post("/v1/text/stream", json=body, headers={"Cache-Control": "no-cache"})
 
-        (row,) = HistoryPage.model_validate((await client.get("/v1/history")).json()).items
+        streamed, row = HistoryPage.model_validate((await client.get("/v1/history")).json()).items
         metrics = await token_metrics(client)
 
         assert row.tokens_estimated is True
         assert (row.input_tokens or 0) > 0
         assert (row.output_tokens or 0) > 0
+        assert (streamed.streamed, streamed.tokens_estimated) == (True, True)
+        assert (streamed.input_tokens or 0) > 0
+        assert (streamed.output_tokens or 0) > 0
         assert metrics == {
-            ("local", "input"): row.input_tokens,
-            ("local", "output"): row.output_tokens,
+            ("local", "input"): (row.input_tokens or 0) + (streamed.input_tokens or 0),
+            ("local", "output"): (row.output_tokens or 0) + (streamed.output_tokens or 0),
         }
 
 

@@ -208,7 +208,8 @@ class TestStructuredLogs:
         Test strategy: send a text and a question with a settings key and an issued key, a
         rejected request, a wrong key, a rotation; then read the server's whole output.
         Success criteria: each line parses as JSON; the process request's lines all carry its
-        id, its access line has route, status, latency, key id, model and cached; no key (ours,
+        id, its access line has route, status, latency, key id, model and cached, and so has a
+        stream's (the same text streamed: a cache hit); no key (ours,
         issued, wrong, the provider's), text, question, email or name appears anywhere.
         """
         public = {"X-API-Key": PUBLIC_KEY}
@@ -220,6 +221,11 @@ class TestStructuredLogs:
             "/v1/text/process",
             json={"operation": "summarize", "text": TEXT},
             headers={"Authorization": f"Bearer {issued}", "X-Request-ID": "obs-log-process"},
+        )
+        streamed = served.post(
+            "/v1/text/stream",
+            json={"operation": "summarize", "text": TEXT},
+            headers={**public, "X-Request-ID": "obs-log-stream"},
         )
         answered = served.post(
             "/v1/text/process",
@@ -233,7 +239,9 @@ class TestStructuredLogs:
         )
         wrong = served.get("/v1/history", headers={"X-API-Key": "sk_wrong-key-4410aa"})
         rotated = served.post("/v1/auth/keys/rotate", headers={"X-API-Key": issued}).json()
-        records = served.records_of({"obs-log-process"})["obs-log-process"]
+        logged = served.records_of({"obs-log-process", "obs-log-stream"})
+        records = logged["obs-log-process"]
+        stream_access = _access_line(logged["obs-log-stream"])
         served.records_of({wrong.headers["X-Request-ID"], rejected.headers["X-Request-ID"]})
 
         lines = served.lines()
@@ -255,6 +263,14 @@ class TestStructuredLogs:
             "cached": False,
         }
         assert access["key_id"].startswith("key:")
+        assert streamed.status_code == 200
+        assert stream_access is not None
+        assert {key: stream_access[key] for key in ("route", "status", "model", "cached")} == {
+            "route": "/v1/text/stream",
+            "status": 200,
+            "model": "openai:fake-llm",
+            "cached": True,
+        }
         assert access["latency_ms"] > 0
         assert len(records) > 1  # the provider's HTTP call and the SQL logged under the same id
         assert leaked == set()

@@ -7,7 +7,7 @@ must behave alike. A fake clock moves time by hand; no test sleeps.
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -389,6 +389,25 @@ class TestHalfOpenCircuit:
         with pytest.raises(asyncio.CancelledError):
             await trial
 
+        assert await breaker.call(dependency.succeed) == "answer"
+
+    async def test_trial_stream_closed_early_frees_its_slot(self, make_breaker, clock, dependency):
+        """A streamed answer is one guarded call; its consumer closing it mid-way (GeneratorExit
+        at a yield, not a cancellation) is no verdict, and frees the trial slot."""
+        breaker = make_breaker()
+        await open_circuit(breaker, dependency)
+        clock.advance(RECOVERY)
+
+        async def streamed() -> AsyncGenerator[str, None]:
+            async with breaker.guard():
+                yield "first token"
+                yield "never read"
+
+        tokens = streamed()
+        assert await anext(tokens) == "first token"
+        await tokens.aclose()
+
+        assert (await breaker.snapshot()).state is HALF_OPEN
         assert await breaker.call(dependency.succeed) == "answer"
 
     async def test_cancelled_trial_frees_only_its_own_slot(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.openai_server import OpenAICompatibleServer
 from fakes.services import free_port, server_process, unavailable
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,6 +33,7 @@ ROOT = Path(__file__).parents[3]
 APP = ROOT / "frontend" / "streamlit_app" / "main.py"
 SCREENSHOTS = ROOT / "artifacts" / "e2e"
 SCREENSHOT = SCREENSHOTS / "process.png"
+SCREENSHOT_STREAMING = SCREENSHOTS / "process-streaming.png"
 STARTUP_SECONDS = 30
 SIDEBAR = "[data-testid=stSidebar]"
 TEXT = (
@@ -54,7 +56,7 @@ def chromium() -> Path:
 
 @contextmanager
 def _streamlit(backend, folder: Path) -> Iterator[str]:
-    """`streamlit run` on a free port, configured as `make run` configures it."""
+    """`streamlit run` on a free port, configured as `make run` configures it, on `backend`."""
     port = free_port()
     env = {
         "PATH": "/usr/bin:/bin",
@@ -90,6 +92,15 @@ def _streamlit(backend, folder: Path) -> Iterator[str]:
 def streamlit_url(live_backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One Streamlit server for the module's tests."""
     with _streamlit(live_backend, tmp_path_factory.mktemp("streamlit")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def streamlit_on_provider(
+    provider_backend, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Streamlit on the backend whose provider is the loopback server the test steers."""
+    with _streamlit(provider_backend, tmp_path_factory.mktemp("streamlit-provider")) as url:
         yield url
 
 
@@ -184,6 +195,40 @@ class TestBrowser:
         with backend.client() as client:
             assert client.get("/v1/history").json()["total"] == 1
         assert SCREENSHOT.stat().st_size > 10_000
+
+    @pytest.mark.covers("STREAM-09")
+    def test_summary_shows_while_it_is_being_written(
+        self,
+        chromium: Path,
+        provider_backend,
+        loopback_provider: OpenAICompatibleServer,
+        streamlit_on_provider: str,
+        tmp_path: Path,
+    ):
+        """The first words of a summary are on screen while the model is still writing it.
+
+        Integration scope: Chromium → Streamlit → the API client's event reader → a backend
+        streaming from the loopback OpenAI-compatible server, which the test holds mid-answer.
+        Business impact: the point of streaming is what a person sees before the answer ends;
+        only a real browser shows that the page repaints as events arrive.
+        Test strategy: the provider pauses after six chunks (until its client leaves); submit
+        a text and wait for its first words; screenshot.
+        Success criteria: the first words are on screen while no result heading is (the
+        stream has not ended); the screenshot is written.
+        """
+        loopback_provider.pause_after(6)
+        SCREENSHOT_STREAMING.parent.mkdir(parents=True, exist_ok=True)
+        with _browser(chromium, tmp_path / "profile") as page:
+            page.goto(streamlit_on_provider, wait_until="networkidle")
+            page.get_by_label("Text", exact=True).fill(TEXT)
+            page.get_by_role("button", name="Process").click()
+            streamed = page.get_by_test_id("stText")  # st.text: what the page writes literally
+            streamed.filter(has_text="The city council approved").wait_for(timeout=15_000)
+            page.screenshot(path=str(SCREENSHOT_STREAMING), full_page=True)
+
+            assert "cycling plan" not in streamed.inner_text()  # words not yet sent
+            assert page.get_by_text("Result: Summarize").count() == 0
+        loopback_provider.answer()
 
     @pytest.mark.covers("UI-08")
     def test_markdown_in_a_text_fetches_nothing_and_reads_as_typed(

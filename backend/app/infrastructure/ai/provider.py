@@ -10,10 +10,12 @@ SDK's own hidden retries are turned off here.
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from pydantic import BaseModel
 from pydantic_ai import Agent
 from pydantic_ai.exceptions import (
@@ -23,7 +25,10 @@ from pydantic_ai.exceptions import (
     UnexpectedModelBehavior,
     UserError,
 )
+from pydantic_ai.messages import ModelResponse
 from pydantic_ai.models import Model, infer_model
+from pydantic_ai.usage import RunUsage
+from pydantic_core import from_json
 from shared.text import RESULT_TYPE_BY_OPERATION, Operation
 
 from app.core.config import Settings
@@ -100,7 +105,7 @@ class ProviderAnswer:
 def build_model(settings: Settings, on_http_client: HttpClientHook | None = None) -> Model:
     """The model AI_MODEL names; a bad name or a missing key is a ConfigurationError."""
     if settings.ai_model == LOCAL_MODEL_NAME:
-        return local_model()
+        return local_model(settings.local_stream_delay_seconds)
     provider_name, _, model_name = settings.ai_model.partition(":")
     api_key = settings.ai_api_key.get_secret_value() if settings.ai_api_key else None
     try:
@@ -203,27 +208,129 @@ class AIProvider:
 
     async def run(self, request: ProviderRequest) -> ProviderAnswer:
         agent = self._agents[request.operation]
-        try:
+        with _translated_errors():
             result = await agent.run(request.as_user_message())
-        except ModelTimeoutError as exc:
-            raise ProviderTimeoutError(
-                "The AI provider did not answer in time.", transient=True
-            ) from exc
-        except ModelHTTPError as exc:
-            raise _http_error(exc) from exc
-        except ModelAPIError as exc:  # connection errors and the like
-            raise ProviderError(f"The AI provider is unreachable: {exc}", transient=True) from exc
-        except UnexpectedModelBehavior as exc:
-            raise InvalidProviderOutputError(
-                "The AI provider's answer did not match the expected result, even after a retry."
-            ) from exc
-        usage = result.usage
-        return ProviderAnswer(
-            result.output,
-            usage.input_tokens,
-            usage.output_tokens,
-            estimated=self.model_id == LOCAL_MODEL_NAME,
-        )
+        return _answer(result.output, result.usage, estimated=self._estimates_usage)
+
+    @property
+    def _estimates_usage(self) -> bool:
+        return self.model_id == LOCAL_MODEL_NAME
+
+    @asynccontextmanager
+    async def stream(self, request: ProviderRequest) -> AsyncIterator["ProviderStream"]:
+        """The answer as the model streams it, read by a task of its own; leaving cancels that
+        task, which closes the model's stream (its HTTP response) whether or not it ended."""
+        stream = ProviderStream(estimated=self._estimates_usage)
+        agent = self._agents[request.operation]
+        reader = asyncio.create_task(stream.read(agent, request.as_user_message()))
+        try:
+            yield stream
+        finally:
+            reader.cancel()
+            with anyio.CancelScope(shield=True):  # leave once the model's stream is closed
+                await asyncio.wait([reader])
+
+
+class ProviderStream:
+    """One streamed answer: the output's arguments as they grow, then the validated output
+    and the tokens it cost (read once the model's stream has ended, as for `run`).
+
+    A task of its own reads the model's stream, because pydantic-ai's `run_stream` holds anyio
+    cancel scopes while it is open: a caller that yields events inside it (a response generator)
+    could not be closed by a server without leaving those scopes out of order. Here they are
+    entered and left by the reading task alone, and the caller only waits on this object.
+
+    Snapshots are the output tool call's arguments parsed as partial JSON, so a text field can
+    be read before the fields after it have arrived (pydantic-ai's own partial validation waits
+    for every required field). Only the latest is kept: a slow reader gets fewer, larger steps.
+    Unlike `run`, an invalid output is not sent back for another try (pydantic-ai cannot retry
+    inside a stream): it is InvalidProviderOutputError at once.
+    """
+
+    def __init__(self, *, estimated: bool) -> None:
+        self._estimated = estimated
+        self._latest: dict[str, Any] | None = None
+        self._answer: ProviderAnswer | None = None
+        self._error: Exception | None = None
+        self._finished = False
+        self._changed = asyncio.Event()
+
+    async def read(self, agent: Agent[None, Any], prompt: str) -> None:
+        try:
+            async with agent.run_stream(prompt) as result:
+                async for response in result.stream_response(debounce_by=None):
+                    self._latest = _arguments(response)
+                    self._changed.set()
+                output = await result.get_output()
+                self._answer = _answer(output, result.usage, estimated=self._estimated)
+        except Exception as exc:  # handed to the caller, who raises it as ours
+            self._error = exc
+        self._finished = True
+        self._changed.set()
+
+    async def next_snapshot(self) -> dict[str, Any] | None:
+        """The arguments received so far (possibly `{}`), or None once the model is done."""
+        while True:
+            if self._latest is not None:
+                latest, self._latest = self._latest, None
+                return latest
+            if self._finished:
+                self._raise_error()
+                return None
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def answer(self) -> ProviderAnswer:
+        """The validated output and its usage, once every snapshot has been read."""
+        while not self._finished:
+            self._changed.clear()
+            await self._changed.wait()
+        self._raise_error()
+        assert self._answer is not None
+        return self._answer
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            with _translated_errors(retried=False):
+                raise self._error
+
+
+def _answer(output: BaseModel, usage: RunUsage, *, estimated: bool) -> ProviderAnswer:
+    return ProviderAnswer(output, usage.input_tokens, usage.output_tokens, estimated)
+
+
+def _arguments(response: ModelResponse) -> dict[str, Any]:
+    if not response.tool_calls:
+        return {}
+    arguments = response.tool_calls[0].args
+    if not isinstance(arguments, str):
+        return dict(arguments or {})
+    try:
+        parsed = from_json(arguments, allow_partial="trailing-strings")
+    except ValueError:  # cut inside an escape sequence: the next chunk completes it
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+@contextmanager
+def _translated_errors(*, retried: bool = True) -> Iterator[None]:
+    """pydantic-ai's errors as our ProviderError family; everything else passes unchanged.
+    `retried`: whether an invalid output was sent back to the model once before failing."""
+    try:
+        yield
+    except ModelTimeoutError as exc:
+        raise ProviderTimeoutError(
+            "The AI provider did not answer in time.", transient=True
+        ) from exc
+    except ModelHTTPError as exc:
+        raise _http_error(exc) from exc
+    except ModelAPIError as exc:  # connection errors, a stream cut before its end, and the like
+        raise ProviderError(f"The AI provider is unreachable: {exc}", transient=True) from exc
+    except UnexpectedModelBehavior as exc:
+        raise InvalidProviderOutputError(
+            "The AI provider's answer did not match the expected result"
+            + (", even after a retry." if retried else ".")
+        ) from exc
 
 
 def _http_error(exc: ModelHTTPError) -> ProviderError:

@@ -67,6 +67,8 @@ class RequestHistory(Base):
     degraded: Mapped[bool] = mapped_column(Boolean, default=False)
     latency_ms: Mapped[float] = mapped_column(Float)
     outcome: Mapped[str] = mapped_column(String(64))
+    streamed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    time_to_first_token_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     # Tokens of the provider call this request made (0 when it made none); NULL before 0003.
     input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
