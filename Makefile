@@ -3,7 +3,12 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+# uv: the one on PATH, else a private copy in .tools/ (pinned, with hashes, in
+# scripts/uv-requirements.txt). Never pip into $(PYTHON) itself: an externally managed Python
+# (PEP 668: Debian, Ubuntu, Fedora, Homebrew) refuses it, and the system's packages are not ours.
+TOOLS := .tools
+UV_ON_PATH := $(shell command -v uv 2>/dev/null)
+UV := $(or $(UV_ON_PATH),$(TOOLS)/bin/uv)
 export UV_PYTHON ?= $(PYTHON)
 export UV_PYTHON_DOWNLOADS ?= never
 # This machine sets PYTHONDONTWRITEBYTECODE; without compiled bytecode every start is seconds slower.
@@ -22,33 +27,43 @@ test test-unit test-integration test-fuzz test-e2e: export PYTHONDONTWRITEBYTECO
 FRONTEND_PORT ?= 8501
 
 .PHONY: help install run run-backend run-frontend test test-unit test-integration test-fuzz lint format \
-	typecheck migrate clean install-e2e test-e2e test-plan-check bench test-mutation docker-up docker-down check-compose container-engine \
+	typecheck migrate clean install-e2e test-e2e test-plan-check bench bench-faults test-mutation docker-up docker-dev docker-down check-compose check-ci hooks container-engine \
 	container-engine-stop
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
 
-install: ## Install everything from the lock into .venv (installs uv with pip if missing)
-	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+install: $(if $(UV_ON_PATH),,$(TOOLS)/bin/uv) ## Install everything from the lock into .venv
 	$(UV) sync --frozen
 
-run: ## Serve the backend on :8000 and the frontend on :8501 (Ctrl-C stops both)
-	@trap 'kill 0' INT TERM; \
-	$(MAKE) --no-print-directory run-backend & \
-	$(MAKE) --no-print-directory run-frontend & \
-	wait
+# pip reads no SSL_CERT_FILE (uv does): behind a TLS proxy it gets the same CA bundle explicitly.
+$(TOOLS)/bin/uv: scripts/uv-requirements.txt
+	$(PYTHON) -m venv --clear $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+		$(if $(SSL_CERT_FILE),--cert "$(SSL_CERT_FILE)") -r scripts/uv-requirements.txt
+
+# The development servers, both on loopback only: the frontend holds the operator key.
+# `app.cli serve` checks the settings before uvicorn's reloader starts (one line if one is bad).
+# --log-config: uvicorn's own lines (reloader, workers) rendered like ours, JSON with LOG_FORMAT=json.
+BACKEND_SERVER = $(BIN)/python -m app.cli serve --reload --reload-dir backend --reload-dir shared \
+	--log-config backend/app/log_config.json --host 127.0.0.1 --port $(BACKEND_PORT)
+FRONTEND_SERVER = $(BIN)/streamlit run frontend/streamlit_app/main.py --server.headless true \
+	--server.address 127.0.0.1 --server.port $(FRONTEND_PORT) --browser.gatherUsageStats false
+# The frontend's defaults: the backend of `make run`, with its development keys.
+run run-frontend: export BACKEND_URL ?= http://127.0.0.1:$(BACKEND_PORT)
+run run-frontend: export BACKEND_API_KEY ?= $(DEV_API_KEY)
+run run-frontend: export BACKEND_OPERATOR_KEY ?= $(DEV_OPERATOR_KEY)
+
+run: ## Serve the backend on :8000 and the frontend on :8501 (Ctrl-C or SIGTERM stops both)
+	@$(BIN)/python -m app.cli check
+	@exec $(BIN)/python scripts/run_together.py "$(BACKEND_SERVER)" "$(FRONTEND_SERVER)"
 
 run-backend: ## Serve the backend alone, reloading on change
-	$(BIN)/uvicorn app.main:create_app --factory --reload --reload-dir backend \
-		--host 127.0.0.1 --port $(BACKEND_PORT)
+	@$(BACKEND_SERVER)
 
 run-frontend: ## Serve the Streamlit frontend alone
-	BACKEND_URL=$${BACKEND_URL:-http://127.0.0.1:$(BACKEND_PORT)} \
-	BACKEND_API_KEY=$${BACKEND_API_KEY:-$(DEV_API_KEY)} \
-	BACKEND_OPERATOR_KEY=$${BACKEND_OPERATOR_KEY:-$(DEV_OPERATOR_KEY)} \
-	$(BIN)/streamlit run frontend/streamlit_app/main.py --server.headless true \
-		--server.port $(FRONTEND_PORT) --browser.gatherUsageStats false
+	$(FRONTEND_SERVER)
 
 test: ## Run every test but the browser one, in parallel; prints the 15 slowest
 	$(BIN)/pytest -m "not e2e" $(PARALLEL) --durations=15 $(PYTEST_ARGS)
@@ -81,6 +96,9 @@ test-mutation: ## Mutation-test cache, breaker, auth and rate limit with mutmut 
 bench: ## Load benchmarks on loopback with wrk: figures and targets, reports/bench/
 	$(BIN)/python -m bench.run
 
+bench-faults: ## Redis frozen and PostgreSQL killed under load (wrk, 2 workers): figures, promises
+	$(BIN)/python -m bench.faults
+
 lint: ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -101,14 +119,25 @@ clean: ## Remove caches, reports and the local SQLite database
 	rm -rf .pytest_cache .mypy_cache .ruff_cache reports artifacts mutants backend/mutants data
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
 
-docker-up: ## Start backend, frontend, Redis and PostgreSQL with Docker Compose
+docker-up: ## Build and start the stack (PostgreSQL, Redis, migrate, backend, frontend) in the background
 	docker compose up --build -d
 
-docker-down: ## Stop the Compose stack
+docker-dev: ## The stack with mounted code: backend reloads, Streamlit reruns on save
+	docker compose -f docker-compose.yml -f docker-compose.dev.yml up --build
+
+docker-down: ## Stop the Compose stack (volumes are kept)
 	docker compose down
 
-check-compose: ## Validate docker-compose.yml with a real parser
-	scripts/check-compose.sh
+# Compose projects to check, as COMPOSE_FILE lists (a:b); empty means the repository's own.
+COMPOSE_PROJECTS ?=
+check-compose: ## Compose's own validation and hadolint, offline; COPY sources vs .dockerignore
+	$(BIN)/python scripts/check_compose.py $(COMPOSE_PROJECTS)
+
+check-ci: ## actionlint (with shellcheck) on the GitHub Actions workflows, offline
+	$(BIN)/actionlint -shellcheck=$(BIN)/shellcheck
+
+hooks: ## Install the pre-commit hooks (local: ruff, mypy, plan check) into this clone's git
+	$(BIN)/pre-commit install
 
 container-engine: ## Provision podman as a Docker API for testcontainers (Debian, no Docker)
 	scripts/container-engine.sh start

@@ -6,6 +6,9 @@ compared with is in `bench.bare`.
   type).
 - `create_breaker_open_app`: our `create_app` with a model that always fails and a breaker that
   opens on the first failure and stays open for the run.
+- `create_stream_app`: our `create_app` with a model that streams its answer a token (a word)
+  every BENCH_TOKEN_INTERVAL_MS, the first one included: `provider_tokens` is that provider on
+  its own, the yardstick of the time to first token through the service.
 
 Settings come from the environment the orchestrator sets (keys, database, Redis), as in a
 deployment; only what a scenario needs is overridden here.
@@ -13,9 +16,11 @@ deployment; only what a scenario needs is overridden here.
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
+from typing import Any
 
 from app.core.config import load_settings
-from app.infrastructure.ai.local_model import run_operation, user_document
+from app.infrastructure.ai.local_model import run_operation, tool_call_chunks, user_document
 from app.main import create_app
 from app.resources import Externals
 from fastapi import FastAPI
@@ -25,7 +30,7 @@ from pydantic_ai.messages import (
     ModelResponse,
     ToolCallPart,
 )
-from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
 MODEL_NAME = "bench-model"
 
@@ -55,3 +60,28 @@ def create_breaker_open_app() -> FastAPI:
         breaker_recovery_seconds=24 * 3600,
     )
     return create_app(settings, Externals(ai_model=FunctionModel(fail, model_name=MODEL_NAME)))
+
+
+def token_interval_seconds() -> float:
+    return float(os.environ.get("BENCH_TOKEN_INTERVAL_MS", "20")) / 1000
+
+
+async def provider_tokens(
+    tool_name: str, document: dict[str, Any]
+) -> AsyncIterator[DeltaToolCalls]:
+    """The streaming provider: the local engine's answer, a word every token interval."""
+    interval = token_interval_seconds()
+    for chunk in tool_call_chunks(tool_name, run_operation(document).model_dump(mode="json")):
+        await asyncio.sleep(interval)
+        yield chunk
+
+
+def create_stream_app() -> FastAPI:
+    async def stream(
+        messages: list[ModelMessage], info: AgentInfo
+    ) -> AsyncIterator[DeltaToolCalls]:
+        async for chunk in provider_tokens(info.output_tools[0].name, user_document(messages)):
+            yield chunk
+
+    model = FunctionModel(stream_function=stream, model_name=MODEL_NAME)
+    return create_app(load_settings(), Externals(ai_model=model))

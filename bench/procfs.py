@@ -102,3 +102,24 @@ def _rss_mb(pids: list[int]) -> dict[int, float]:
             continue  # it has exited
         sizes[pid] = resident_pages * _PAGE_MB
     return sizes
+
+
+def tcp_ports_to(root_pid: int, remote_port: int) -> dict[int, int]:
+    """The local port of each TCP connection from `root_pid`'s tree to `remote_port` on
+    loopback, and the pid holding it: which worker a server sees behind a client address."""
+    owners: dict[int, int] = {}  # socket inode → pid
+    for pid in _process_tree(root_pid):
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue  # it has exited
+        for link in links:
+            if link.startswith("socket:["):
+                owners[int(link[8:-1])] = pid
+    ports: dict[int, int] = {}
+    for line in Path(f"/proc/{root_pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], int(fields[9])
+        if int(remote.split(":")[1], 16) == remote_port and inode in owners:
+            ports[int(local.split(":")[1], 16)] = owners[inode]
+    return ports

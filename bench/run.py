@@ -3,12 +3,14 @@
 For each worker count: the bare app (a GET, and a POST of our contracts with nothing of ours
 behind it), our app (health, cache hit, cache miss), our app with its
 breaker open, and the bare app again; each served by its own uvicorn and loaded by wrk (2
-threads, 20 connections) after a short warm-up. Prints a table and the targets, writes
-reports/bench/bench.json and bench.png. Exits non-zero on a crash only: a missed target is
-reported, not raised.
+threads, 20 connections) after a short warm-up. Then the time to first token of streamed answers
+(`bench.ttft`), through the service and from the provider alone. Prints a table and the targets,
+writes reports/bench/bench.json and bench.png. Exits non-zero on a crash only: a missed target
+is reported, not raised.
 
 Knobs (environment): BENCH_DURATION seconds per scenario (5), BENCH_WARMUP seconds (1),
-BENCH_WORKERS (1,2), BENCH_PROVIDER_LATENCY_MS (50), BENCH_REDIS_URL (default
+BENCH_WORKERS (1,2), BENCH_PROVIDER_LATENCY_MS (50), BENCH_TOKEN_INTERVAL_MS (20),
+BENCH_STREAMS (50), BENCH_STREAM_CONCURRENCY (10), BENCH_REDIS_URL (default
 redis://127.0.0.1:6379/13 if it answers; empty for in-memory), BENCH_DATABASE_URL (default a
 fresh SQLite file; any other database keeps the history rows the run writes).
 """
@@ -21,12 +23,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import chart, procfs, report
+from bench import chart, procfs, report, ttft
 from bench.loadgen import CONNECTIONS, THREADS, LoadResult, WrkMissingError, run_wrk, wrk_path
 from bench.report import Measurement, Startup
 from bench.scenarios import (
     BARE_SERVER,
     CALLER_KEY,
+    HEALTH,
     HIT_BODY,
     OPERATOR_KEY,
     OUR_SERVERS,
@@ -65,6 +68,9 @@ class Bench:
     redis_url: str | None
     measurements: list[Measurement] = field(default_factory=list)
     startups: list[Startup] = field(default_factory=list)
+    # Time to first token by worker count: streams one at a time (the target), and at once.
+    ttft_service: dict[int, ttft.Latencies] = field(default_factory=dict)
+    ttft_loaded: dict[int, ttft.Latencies] = field(default_factory=dict)
 
     def run(self, spec: ServerSpec, workers: int) -> None:
         clear_redis(self.redis_url)  # a cold cache and a closed breaker for every server
@@ -91,6 +97,28 @@ class Bench:
                     f"RSS {measurement.peak_process_mb:4.0f} MB  {measurement.check}"
                 )
 
+    def time_to_first_token(self, workers: int) -> None:
+        clear_redis(self.redis_url)
+        with serve(
+            "bench.apps:create_stream_app",
+            workers=workers,
+            probe_path=HEALTH,
+            env=self.env,
+            scratch=self.scratch,
+        ) as server:
+            streams = int(os.environ.get("BENCH_STREAMS", "50"))
+            concurrency = int(os.environ.get("BENCH_STREAM_CONCURRENCY", "10"))
+            alone = ttft.service_ttft(server, streams, 1)
+            loaded = ttft.service_ttft(server, 2 * streams, concurrency)
+            self.ttft_service[workers] = alone
+            self.ttft_loaded[workers] = loaded
+            print(
+                f"\nstream x{workers}: time to first token through the service, one stream at a"
+                f" time  {alone.line()}  {_verdict(ttft.check(server))}\n"
+                f"stream x{workers}: the same, {concurrency} streams at once"
+                f"            {loaded.line()}"
+            )
+
 
 def main() -> int:
     try:
@@ -114,6 +142,7 @@ def main() -> int:
             for workers in config.workers:
                 for spec in (BARE_SERVER, *OUR_SERVERS, BARE_SERVER):
                     bench.run(spec, workers)
+                bench.time_to_first_token(workers)
         finally:
             clear_redis(redis.url)
         rows = history_rows(database_url)
@@ -201,6 +230,16 @@ def _report(machine: report.Machine, redis: str, bench: Bench, rows: int | None)
     # At the start only: by the end the one-minute average holds the benchmark's own load.
     if machine.load_average_at_start[0] > 1:
         print("NOTE  something else was using these cores: the figures are noisy; run again")
+    provider = ttft.provider_ttft(int(os.environ.get("BENCH_STREAMS", "50")))
+    print(f"INFO  time to first token of the provider alone   {provider.line()}")
+    for workers, service in sorted(bench.ttft_service.items()):
+        overhead = service.p50_ms - provider.p50_ms
+        met = overhead <= ttft.TARGET_OVERHEAD_MS
+        print(
+            f"{'PASS' if met else 'MISS'}  time to first token x{workers}: p50 {service.p50_ms:.2f}"
+            f" ms through the service, {overhead:+.2f} ms over the provider's"
+            f" (target ≤ +{ttft.TARGET_OVERHEAD_MS:g} ms)"
+        )
     passed = sum(t.passed for t in found)
     print(f"\n{passed} of {len(found)} targets met")
     document = {
@@ -215,6 +254,12 @@ def _report(machine: report.Machine, redis: str, bench: Bench, rows: int | None)
         "targets": found,
         "cache_hit_two_workers_over_one": scaling,
         "history_rows": rows,
+        "time_to_first_token": {
+            "provider": provider,
+            "service_by_workers": bench.ttft_service,
+            "service_by_workers_concurrent": bench.ttft_loaded,
+            "target_overhead_ms": ttft.TARGET_OVERHEAD_MS,
+        },
     }
     report.write_json(OUTPUT / "bench.json", document)
     chart.draw(

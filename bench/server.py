@@ -21,6 +21,7 @@ class Server:
     process: subprocess.Popen[bytes]
     port: int
     startup_seconds: float
+    log: Path  # what uvicorn and the app wrote
 
     @property
     def base_url(self) -> str:
@@ -61,7 +62,7 @@ def serve(
         )
         try:
             _wait_until_answering(process, port, probe_path, log)
-            yield Server(process, port, time.perf_counter() - started)
+            yield Server(process, port, time.perf_counter() - started, log)
         finally:
             _stop(process)
 

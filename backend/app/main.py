@@ -2,21 +2,27 @@
 
 import functools
 import gc
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from app.api import internal, v1
+from app.api import internal, probes, v1
+from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
-from app.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.api.middleware import (
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+    SecurityHeadersMiddleware,
+)
 from app.core.config import Settings, load_settings
 from app.core.logging import configure_logging
-from app.infrastructure.metrics import Metrics
+from app.infrastructure.metrics import Metrics, worker_metrics
+from app.infrastructure.tracing import Tracing
 from app.resources import Externals, open_resources
 
 TITLE = "LLM Starter"
@@ -24,28 +30,83 @@ TITLE = "LLM Starter"
 
 def create_app(settings: Settings | None = None, externals: Externals | None = None) -> FastAPI:
     settings = settings or load_settings()
-    configure_logging(settings.log_level)
+    externals = externals or Externals()
+    configure_logging(settings.log_level, settings.log_renderer)
     metrics = Metrics()
+    tracing = Tracing.configure(os.environ, externals.span_exporter)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(settings, metrics, externals or Externals()) as resources:
+        async with (
+            worker_metrics(),
+            open_resources(settings, metrics, externals, tracing) as resources,
+        ):
             app.state.resources = resources
             _freeze_startup_objects()
             yield
+        if tracing is not None:
+            tracing.shutdown()
 
     app = FastAPI(
         title=TITLE,
         summary="Public API: text processing, batch, accounts, history, health.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, from local assets
+        redoc_url=None,
     )
+    app.include_router(probes.router)
     app.include_router(v1.router)
     app.include_router(internal.router, include_in_schema=False)
-    _serve_internal_docs(app)
+    install_docs(app, internal.router)
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    _add_middleware(app, settings, metrics)
+    if tracing is not None:
+        tracing.instrument_app(app)
     return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
+    """Innermost first: each `add_middleware` wraps everything added before it."""
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    # Below ~1 KiB gzip saves little and costs CPU on the hot path (a cache hit); level 6 is
+    # zlib's default, close to level 9's size for much less CPU. Starlette never compresses
+    # text/event-stream: a compressor would hold events back until its buffer fills.
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
+    # Keys travel in headers, never cookies: no credentials mode. A preflight from an origin
+    # not listed gets no Access-Control-Allow-Origin, so the browser refuses the call. With no
+    # origin listed there is nothing to allow: no middleware, and no cost per request.
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=[
+                "Authorization",
+                "X-API-Key",
+                "Content-Type",
+                "Cache-Control",
+                "X-Request-ID",
+            ],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "Retry-After-Ms",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
+            max_age=600,
+        )
+    if "*" not in settings.allowed_hosts:
+        app.add_middleware(
+            TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts, www_redirect=False
+        )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    # Outermost, so that every response gets the headers: refusals of the middleware above and
+    # the last-resort 500 included.
+    app.add_middleware(
+        SecurityHeadersMiddleware, hsts_max_age_seconds=settings.hsts_max_age_seconds
+    )
 
 
 @functools.cache
@@ -60,25 +121,3 @@ def _freeze_startup_objects() -> None:
     session starts many apps in one process, and freezing each time would keep their garbage.
     """
     gc.freeze()
-
-
-def _serve_internal_docs(app: FastAPI) -> None:
-    """The operator API gets its own OpenAPI document, kept out of the public one."""
-    schema: dict[str, Any] = {}
-
-    @app.get("/internal/openapi.json", include_in_schema=False)
-    async def internal_openapi() -> dict[str, Any]:
-        if not schema:
-            schema.update(
-                get_openapi(
-                    title=f"{TITLE} (internal)",
-                    version=app.version,
-                    summary="Operator API: readiness, cache, circuit breakers, accounts, metrics.",
-                    routes=internal.router.routes,
-                )
-            )
-        return schema
-
-    @app.get("/internal/docs", include_in_schema=False)
-    async def internal_docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/internal/openapi.json", title=f"{TITLE} internal")

@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic_ai.models import Model
 from redis.asyncio import Redis
@@ -15,9 +16,9 @@ from app.infrastructure.ai.provider import AIProvider, build_model
 from app.infrastructure.ai.resilient import ResilientProvider, is_provider_failure
 from app.infrastructure.cache import ResponseCache
 from app.infrastructure.database.engine import Database
-from app.infrastructure.metrics import Metrics
+from app.infrastructure.metrics import BREAKER_STATE_VALUES, Metrics
 from app.infrastructure.rate_limit import RateLimiter
-from app.infrastructure.redis_client import create_redis
+from app.infrastructure.redis_client import RedisAvailability, create_redis, loggable_url, ping
 from app.infrastructure.resilience.breaker import CircuitBreaker
 from app.infrastructure.resilience.breaker_store import MemoryBreakerStore, RedisBreakerStore
 from app.infrastructure.resilience.retry import RetryPolicy, Sleep
@@ -25,6 +26,11 @@ from app.services.accounts import AccountService
 from app.services.auth import Authenticator
 from app.services.history import HistoryService
 from app.services.text_processor import TextProcessor
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from app.infrastructure.tracing import Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +41,14 @@ class Externals:
 
     Tests pass a fakeredis client or a fake AI model here: the fake stands where the outside
     world stands, and everything of ours between the route and that boundary runs for real.
+    A span exporter (the trace collector's stand-in) turns tracing on whatever OTEL_* says.
     """
 
     redis: Redis | None = None
     ai_model: Model | None = None
     clock: Callable[[], float] = time.time
     sleep: Sleep = asyncio.sleep
+    span_exporter: "SpanExporter | None" = None
 
 
 @dataclass
@@ -60,19 +68,29 @@ class Resources:
 
 @asynccontextmanager
 async def open_resources(
-    settings: Settings, metrics: Metrics, externals: Externals
+    settings: Settings, metrics: Metrics, externals: Externals, tracing: "Tracing | None" = None
 ) -> AsyncIterator[Resources]:
-    provider = AIProvider(externals.ai_model or build_model(settings))  # bad AI_MODEL: stop here
+    model = externals.ai_model or build_model(  # bad AI_MODEL: stop here
+        settings, tracing.instrument_http_client if tracing else None
+    )
+    provider = AIProvider(model, tracing.ai_instrumentation() if tracing else None)
     database = Database(settings.database_url)
     history = HistoryService(database)
     redis = externals.redis
     if redis is None and settings.redis_url:
-        redis = create_redis(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds)
+        redis = await _open_redis(settings.redis_url, settings.redis_timeout_seconds)
+    if tracing is not None and redis is not None:
+        tracing.instrument_redis(redis)
+    # One for the whole process: a timeout met by any component keeps all of them off Redis.
+    availability = None if redis is None else RedisAvailability(redis, clock=externals.clock)
+    resilient: ResilientProvider | None = None
     try:
         if settings.auto_migrate:
             await database.migrate()
+        if tracing is not None:  # after the migration: its statements are no request's
+            tracing.instrument_engine(database.engine)
         cache = ResponseCache(
-            redis,
+            availability,
             lru_size=settings.cache_lru_size,
             max_stale_seconds=settings.cache_stale_grace_seconds,
             metrics=metrics,
@@ -80,16 +98,17 @@ async def open_resources(
         )
         breaker = CircuitBreaker(
             "ai_provider",
-            RedisBreakerStore(redis) if redis is not None else MemoryBreakerStore(),
+            RedisBreakerStore(availability) if availability is not None else MemoryBreakerStore(),
             failure_threshold=settings.breaker_failure_threshold,
             recovery_seconds=settings.breaker_recovery_seconds,
             window_seconds=settings.breaker_window_seconds,
             half_open_max_calls=settings.breaker_half_open_max_calls,
             clock=externals.clock,
             is_failure=is_provider_failure,
-            on_transition=lambda name, _before, after: metrics.breaker_transitions.labels(
-                name, after.value
-            ).inc(),
+            on_transition=lambda name, _before, after: metrics.breaker_changed(name, after.value),
+        )
+        metrics.breaker_state.labels(breaker.name).set(
+            BREAKER_STATE_VALUES[(await breaker.snapshot()).state.value]
         )
         resilient = ResilientProvider(
             provider,
@@ -102,6 +121,8 @@ async def open_resources(
             ),
             metrics,
             externals.sleep,
+            check_interval_seconds=settings.ai_check_interval_seconds,
+            clock=externals.clock,
         )
         text_processor = TextProcessor(
             resilient,
@@ -110,6 +131,7 @@ async def open_resources(
             ttl_seconds=settings.cache_ttl_seconds,
             stale_grace_seconds=settings.cache_stale_grace_seconds,
             batch_concurrency=settings.batch_concurrency,
+            tracer=tracing.tracer() if tracing else None,
         )
         accounts = AccountService(database, settings)
         if settings.uses_dev_keys:
@@ -130,9 +152,11 @@ async def open_resources(
             text_processor=text_processor,
             history=history,
             accounts=accounts,
-            rate_limiter=RateLimiter(redis, clock=externals.clock),
+            rate_limiter=RateLimiter(availability),
         )
     finally:
+        if resilient is not None:
+            await resilient.aclose()  # its background provider check, if one is running
         await history.close()  # rows already handed in are committed before the engine goes
         # Close only what we opened: handed-in clients belong to whoever handed them in.
         if redis is not None and externals.redis is None:
@@ -140,3 +164,17 @@ async def open_resources(
         if externals.ai_model is None:
             await provider.aclose()
         await database.dispose()
+
+
+async def _open_redis(url: str, timeout_seconds: float) -> Redis:
+    """A client for REDIS_URL. The app starts whether Redis answers or not (it falls back on
+    memory), so a server that does not answer is reported now rather than at the first request.
+    """
+    redis = create_redis(url, timeout_seconds=timeout_seconds)
+    if not await ping(redis):
+        logger.warning(
+            "REDIS_URL %s does not answer: the cache, rate limits and circuit breakers use "
+            "this process's memory until it does",
+            loggable_url(url),
+        )
+    return redis

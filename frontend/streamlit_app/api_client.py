@@ -7,10 +7,12 @@ message is what the person sees.
 """
 
 import re
+from collections.abc import Generator
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
+from httpx_sse import EventSource, SSEError
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from shared.accounts import AccountInfo, RegisterRequest, RegisterResponse, RotateResponse
@@ -18,18 +20,27 @@ from shared.errors import ErrorResponse
 from shared.health import LivenessResponse, ReadinessResponse
 from shared.operator import BreakersResponse, CacheStats
 from shared.text import (
-    BatchRequest,
+    OPTIONS_TYPE_BY_OPERATION,
+    REQUEST_TYPE_BY_OPERATION,
+    BaseTextRequest,
     BatchResponse,
     HistoryPage,
     Operation,
-    TextOptions,
-    TextProcessRequest,
+    StreamDelta,
+    StreamDone,
+    StreamMeta,
     TextProcessResponse,
 )
 
 from streamlit_app.config import FrontendConfig
 
 Model = TypeVar("Model", bound=BaseModel)
+StreamEvent = StreamMeta | StreamDelta | StreamDone
+_STREAM_EVENTS: dict[str, type[StreamEvent]] = {
+    "meta": StreamMeta,
+    "delta": StreamDelta,
+    "done": StreamDone,
+}
 
 
 class ApiError(Exception):
@@ -96,6 +107,17 @@ def _explain(response: httpx.Response) -> ApiError:
     return ApiError(text, status=status, code=code, retry_after_seconds=seconds)
 
 
+def _stream_error(data: str) -> ApiError:
+    """An `error` event: the stream began, and then the provider (or, rarely, the database)
+    failed before the answer was complete."""
+    try:
+        error = ErrorResponse.model_validate_json(data).error
+    except PydanticValidationError:
+        return ApiError("The answer stopped: the backend sent an error it did not explain.")
+    cause = "The AI provider failed" if "provider" in error.code else "The answer stopped"
+    return ApiError(f"{cause}: {error.message} Try again in a moment.", code=error.code)
+
+
 class ApiClient:
     def __init__(self, config: FrontendConfig) -> None:
         self.config = config
@@ -115,6 +137,23 @@ class ApiClient:
     def close(self) -> None:
         self._http.close()
 
+    def _unreachable(self, error: httpx.TransportError) -> ApiError:
+        if isinstance(error, httpx.TimeoutException):
+            return ApiError(
+                f"The backend at {self.config.backend_url} did not answer in time. "
+                "Try again in a moment."
+            )
+        return ApiError(
+            f"The backend at {self.config.backend_url} is not reachable. Is it running? "
+            "(`make run` starts it.)"
+        )
+
+    def _not_understood(self) -> ApiError:
+        return ApiError(
+            f"The backend at {self.config.backend_url} answered something this page does "
+            "not understand: are the frontend and the backend the same version?"
+        )
+
     def _request(
         self,
         method: str,
@@ -123,35 +162,30 @@ class ApiClient:
         *,
         key: str | None = None,
         headers: dict[str, str] | None = None,
+        answer_statuses: tuple[int, ...] = (),
         **kwargs: Any,
     ) -> Model:
+        """`answer_statuses`: error statuses whose body is an answer of `model`, not an error."""
         headers = {**(headers or {}), **({"X-API-Key": key} if key else {})}
         try:
             response = self._http.request(method, path, headers=headers, **kwargs)
-        except httpx.TimeoutException:
-            raise ApiError(
-                f"The backend at {self.config.backend_url} did not answer in time. "
-                "Try again in a moment."
-            ) from None
-        except httpx.TransportError:
-            raise ApiError(
-                f"The backend at {self.config.backend_url} is not reachable. Is it running? "
-                "(`make run` starts it.)"
-            ) from None
-        if response.is_error:
+        except httpx.TransportError as error:
+            raise self._unreachable(error) from None
+        if response.is_error and response.status_code not in answer_statuses:
             raise _explain(response)
         try:
             return model.model_validate(response.json())
         except (ValueError, PydanticValidationError):
-            raise ApiError(
-                f"The backend at {self.config.backend_url} answered something this page does "
-                "not understand: are the frontend and the backend the same version?"
-            ) from None
+            raise self._not_understood() from None
 
     # --- public API, with the caller's key ------------------------------------------------------
 
     def liveness(self) -> LivenessResponse:
-        return self._request("GET", "/v1/health", LivenessResponse)
+        return self._request("GET", "/healthz", LivenessResponse)
+
+    def readiness(self) -> ReadinessResponse:
+        """The backend's own verdict, with no key; 503 (not ready) carries the same body."""
+        return self._request("GET", "/readyz", ReadinessResponse, answer_statuses=(503,))
 
     def process(
         self,
@@ -172,6 +206,47 @@ class ApiClient:
             json=body.model_dump(mode="json", exclude_none=True),
         )
 
+    def stream(
+        self,
+        operation: Operation,
+        text: str,
+        *,
+        options: dict[str, int] | None = None,
+        question: str | None = None,
+        skip_cache: bool = False,
+    ) -> Generator[StreamEvent, None, None]:
+        """The answer's events as they arrive: `StreamMeta`, `StreamDelta`s, `StreamDone`.
+
+        A refused request, and an `error` event after the stream began, raise ApiError. Leaving
+        the loop early closes the connection, which stops the backend's provider call.
+        """
+        body = _process_body(operation, text, options or {}, question)
+        # Not httpx-sse's connect_sse: it sets Cache-Control itself, over our no-cache.
+        headers = {"Accept": "text/event-stream"}
+        if self.config.api_key:
+            headers["X-API-Key"] = self.config.api_key
+        if skip_cache:
+            headers["Cache-Control"] = "no-cache"
+        try:
+            with self._http.stream(
+                "POST",
+                "/v1/text/stream",
+                headers=headers,
+                json=body.model_dump(mode="json", exclude_none=True),
+            ) as response:
+                if response.is_error:
+                    response.read()
+                    raise _explain(response)
+                for event in EventSource(response).iter_sse():
+                    if event.event == "error":
+                        raise _stream_error(event.data)
+                    if (kind := _STREAM_EVENTS.get(event.event)) is not None:  # others: newer
+                        yield kind.model_validate_json(event.data)
+        except httpx.TransportError as error:
+            raise self._unreachable(error) from None
+        except (SSEError, PydanticValidationError):
+            raise self._not_understood() from None
+
     def batch(
         self,
         operation: Operation,
@@ -181,13 +256,12 @@ class ApiClient:
         question: str | None = None,
     ) -> BatchResponse:
         items = [_process_body(operation, text, options or {}, question) for text in texts]
-        body = BatchRequest.model_construct(items=items)
         return self._request(
             "POST",
             "/v1/text/batch",
             BatchResponse,
             key=self.config.api_key,
-            json=body.model_dump(mode="json", exclude_none=True),
+            json={"items": [item.model_dump(mode="json", exclude_none=True) for item in items]},
         )
 
     def history(self, *, page: int = 1, page_size: int = 100) -> HistoryPage:
@@ -217,13 +291,8 @@ class ApiClient:
 
     def _operator_key(self) -> str:
         if not self.config.operator_key:
-            raise ApiError(
-                "Set BACKEND_OPERATOR_KEY to see readiness, circuit breakers and the cache."
-            )
+            raise ApiError("Set BACKEND_OPERATOR_KEY to see the circuit breakers and the cache.")
         return self.config.operator_key
-
-    def readiness(self) -> ReadinessResponse:
-        return self._request("GET", "/internal/health", ReadinessResponse, key=self._operator_key())
 
     def breakers(self) -> BreakersResponse:
         return self._request(
@@ -236,11 +305,11 @@ class ApiClient:
 
 def _process_body(
     operation: Operation, text: str, options: dict[str, int], question: str | None
-) -> TextProcessRequest:
+) -> BaseTextRequest:
     chosen: dict[str, Any] = dict(options)
-    return TextProcessRequest.model_construct(
+    return REQUEST_TYPE_BY_OPERATION[operation].model_construct(
         operation=operation,
         text=text,
-        options=TextOptions.model_construct(**chosen),
+        options=OPTIONS_TYPE_BY_OPERATION[operation].model_construct(**chosen),
         question=question,
     )

@@ -2,12 +2,10 @@
 
 import streamlit as st
 
-from streamlit_app.session import session_config, uses_own_key
+from streamlit_app.session import key_in_use, session_config
 
+# The client settings (toolbar, error details) are in .streamlit/config.toml beside this file.
 st.set_page_config(page_title="LLM Starter", page_icon=":material/auto_awesome:", layout="wide")
-# Pages turn every failure into a message; should one slip through, show no trace either.
-st.set_option("client.showErrorDetails", "none")
-st.set_option("client.toolbarMode", "minimal")
 
 # The pages live in views/, not pages/: Streamlit would treat a pages/ folder as an older kind
 # of multipage app whenever a browser opens a page's URL directly, bypassing this navigation.
@@ -22,6 +20,6 @@ navigation = st.navigation(
     ]
 )
 navigation.run()
-# After the page, which may just have registered a key for this session.
+# After the page, which may just have changed this session's key.
 st.sidebar.caption(f"Backend: {session_config().backend_url}")
-st.sidebar.caption("Key: registered in this session" if uses_own_key() else "Key: BACKEND_API_KEY")
+st.sidebar.caption(key_in_use())

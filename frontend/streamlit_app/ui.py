@@ -1,4 +1,4 @@
-"""What every page shares: the error guard, and how a result is shown."""
+"""What every page shares: the error guard, and how a result and its latency are shown."""
 
 import logging
 from collections.abc import Callable
@@ -10,11 +10,13 @@ from shared.text import (
     Operation,
     QuestionsResult,
     SentimentResult,
+    StreamMeta,
     SummaryResult,
     TextProcessResponse,
 )
 
 from streamlit_app.api_client import ApiError
+from streamlit_app.literal import escape_markdown, show_text
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +36,8 @@ SENTIMENT_ICONS = {
 
 
 def show_error(error: ApiError) -> None:
-    st.error(error.user_message, icon=":material/error:")
+    # The backend's sentence can quote the request (an e-mail validator names the bad characters).
+    st.error(escape_markdown(error.user_message), icon=":material/error:")
 
 
 def run_page(render: Callable[[], None]) -> None:
@@ -52,19 +55,29 @@ def run_page(render: Callable[[], None]) -> None:
         )
 
 
-def badges(response: TextProcessResponse) -> str:
+def badges(response: TextProcessResponse | StreamMeta) -> str:
     cache = ":green-badge[cached]" if response.cached else ":blue-badge[fresh]"
     degraded = " :orange-badge[degraded: stale answer]" if response.degraded else ""
-    return f"{cache}{degraded} :gray-badge[model: {response.model}]"
+    return f"{cache}{degraded} :gray-badge[model: {escape_markdown(response.model)}]"
+
+
+def duration(milliseconds: float) -> str:
+    """With the precision it deserves: a cache hit takes 0.19 ms, not "0 ms"."""
+    if milliseconds >= 1000:
+        return f"{milliseconds / 1000:.1f} s"
+    if milliseconds >= 10:
+        return f"{milliseconds:.0f} ms"
+    return f"{milliseconds:.2g} ms" if milliseconds >= 0.01 else "< 0.01 ms"
 
 
 def show_result(response: TextProcessResponse) -> None:
     st.markdown(badges(response))
     if response.degraded:
         st.caption("The AI provider is unavailable: this is an earlier answer kept in the cache.")
+    # Everything the model wrote is shown as text: see literal.py for why.
     result = response.result
     if isinstance(result, SummaryResult):
-        st.markdown(result.summary)
+        show_text(result.summary)
     elif isinstance(result, SentimentResult):
         icon = SENTIMENT_ICONS[result.sentiment]
         st.markdown(f"### {icon} {result.sentiment.capitalize()}")
@@ -72,11 +85,15 @@ def show_result(response: TextProcessResponse) -> None:
         st.caption(f"Confidence {result.confidence:.0%}")
     elif isinstance(result, KeyPointsResult | QuestionsResult):
         lines = result.key_points if isinstance(result, KeyPointsResult) else result.questions
-        st.markdown("\n".join(f"- {line}" for line in lines) or "_Nothing found._")
+        for line in lines:
+            show_text(f"• {line}")
+        if not lines:
+            st.caption("Nothing found.")
     elif isinstance(result, AnswerResult):
-        st.markdown(f"**{result.answer}**")
+        show_text(result.answer)
         if result.evidence:
-            st.markdown("> " + result.evidence.replace("\n", "\n> "))
+            st.caption("Evidence, quoted from the text:")
+            show_text(result.evidence)
         st.caption(f"Confidence {result.confidence:.0%}")
 
 

@@ -13,8 +13,13 @@ HTTP, exactly as they do in a browser session.
 - `backend_without_provider`: its AI provider is an unreachable OpenAI-compatible server, and
   one failure opens the circuit breaker, so processing answers 502, then 503 with Retry-After.
   The breaker is closed again before each test.
+- `backend_without_database`: its DATABASE_URL points where nothing listens, so it is up and
+  not ready.
 - `rate_limited_backend`: every key may make RATE_LIMIT text requests a minute (elsewhere, a
   limit no test reaches). Its in-memory limiter cannot be emptied: one test uses it.
+- `provider_backend`: its AI provider is `loopback_provider`, the OpenAI-compatible server on
+  loopback, which the test tells how to stream (break off, or pause, after a few chunks).
+- `read_markdown`: what a person reads where a page shows Markdown (alerts, captions, badges).
 
 A worker starts a backend when its first test needs it. Grouping each backend's tests on one
 worker (`--dist loadgroup`) would save a start or two, but pytest-xdist 3.8 no longer groups on
@@ -23,8 +28,10 @@ pytest 9.2 (pytest-xdist#1386); TESTING.md has the figures.
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
@@ -36,11 +43,13 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from fakes.services import free_port, server_process
+from markdown_it import MarkdownIt
 from worker_services import FRONTEND_DB, Services
 
-# Streamlit, Redis and the backend's settings are imported where they are used: the
-# pytest-xdist controller imports this file too, to run no test.
+# Streamlit, Redis, the backend's settings and the provider fake are imported where they are
+# used: the pytest-xdist controller imports this file too, to run no test.
 if TYPE_CHECKING:
+    from fakes.openai_server import OpenAICompatibleServer
     from streamlit.testing.v1 import AppTest
 
 PUBLIC_KEY = "frontend-public-key"
@@ -49,6 +58,7 @@ KEY_HASH_SECRET = "frontend-key-hash-secret-0123456789abcdef"
 UNREACHED_RATE_LIMIT = 10_000
 RATE_LIMIT = 2
 PAGES = Path(__file__).parents[1] / "streamlit_app" / "views"
+APP = PAGES.parent / "main.py"
 STARTUP_SECONDS = 60  # a bound, not a target: start-up takes seconds on a loaded machine
 PAGE_TIMEOUT_SECONDS = 10
 
@@ -194,9 +204,41 @@ def backend_without_provider(provider_down_backend: LiveBackend) -> LiveBackend:
 
 
 @pytest.fixture(scope="session")
+def backend_without_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBackend]:
+    settings = {
+        "DATABASE_URL": f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none",
+        "DATABASE_AUTO_MIGRATE": "false",  # it starts; its database never answers
+    }
+    with running_backend(tmp_path_factory.mktemp("no-database"), settings) as backend:
+        yield backend
+
+
+@pytest.fixture(scope="session")
 def rate_limited_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBackend]:
     folder = tmp_path_factory.mktemp("rate-limited")
     with running_backend(folder, requests_per_minute=RATE_LIMIT) as backend:
+        yield backend
+
+
+@pytest.fixture(scope="session")
+def loopback_provider() -> Iterator[OpenAICompatibleServer]:
+    from fakes.openai_server import openai_compatible_server
+
+    with openai_compatible_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def provider_backend(
+    loopback_provider: OpenAICompatibleServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveBackend]:
+    settings = {
+        "AI_MODEL": "openai-chat:fake-llm",
+        "AI_BASE_URL": loopback_provider.base_url,
+        "AI_API_KEY": "not-used",
+        "AI_MAX_ATTEMPTS": "1",
+    }
+    with running_backend(tmp_path_factory.mktemp("provider"), settings) as backend:
         yield backend
 
 
@@ -205,7 +247,8 @@ PageFactory = Callable[..., "AppTest"]
 
 @pytest.fixture
 def open_page(monkeypatch: pytest.MonkeyPatch) -> PageFactory:
-    """Loads a page file as AppTest, configured the way `make run` configures the app."""
+    """Loads a page file as AppTest, configured the way `make run` configures the app; `main`
+    loads the whole app, with its navigation and sidebar."""
 
     def factory(
         name: str,
@@ -226,7 +269,8 @@ def open_page(monkeypatch: pytest.MonkeyPatch) -> PageFactory:
                 monkeypatch.setenv(variable, value)
         from streamlit.testing.v1 import AppTest
 
-        return AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=PAGE_TIMEOUT_SECONDS)
+        script = APP if name == "main" else PAGES / f"{name}.py"
+        return AppTest.from_file(str(script), default_timeout=PAGE_TIMEOUT_SECONDS)
 
     return factory
 
@@ -235,3 +279,22 @@ def open_page(monkeypatch: pytest.MonkeyPatch) -> PageFactory:
 def closed_url() -> str:
     """A loopback URL where nothing listens: the backend is down."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+# CommonMark with raw HTML on and GFM's autolinks, so an unescaped tag or address shows up as one.
+_MARKDOWN = MarkdownIt("commonmark", {"linkify": True}).enable(["linkify", "strikethrough"])
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _read(markdown: str) -> str:
+    rendered = _MARKDOWN.render(markdown)
+    elements = set(_TAG.findall(rendered)) - {"<p>", "</p>", "<code>", "</code>"}
+    assert not elements, f"{markdown!r} renders as {rendered!r}"
+    return html.unescape(_TAG.sub("", rendered)).strip()
+
+
+@pytest.fixture
+def read_markdown() -> Callable[[str], str]:
+    """The text a page's Markdown shows; fails if it makes anything but paragraphs and code
+    spans (an image, a link, a heading, an HTML tag)."""
+    return _read

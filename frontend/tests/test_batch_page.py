@@ -92,3 +92,56 @@ class TestBatchPage:
             str(row["text"]).startswith(text) for row, text in zip(rows, expected, strict=True)
         )
         assert {row["status"] for row in rows} == {"ok"}
+
+    @pytest.mark.covers("UI-03")
+    def test_new_bad_file_clears_the_previous_results(self, backend, open_page, read_markdown):
+        """Results belong to the texts they came from: a new file that fails leaves none behind.
+
+        Integration scope: Batch page → the batch endpoint → the results table; then a new
+        upload the page cannot read.
+        Business impact: a table left under the new file's error reads as that file's results.
+        Test strategy: run a typed batch, then upload a file that is not UTF-8.
+        Success criteria: the error naming the file, and no results table or downloads.
+        """
+        page = open_page("batch", backend.url).run()
+        page.text_area(key="batch_texts").input("\n".join(TEXTS[:2])).run()
+        page.button(key="run_batch").click().run()
+        assert len(_table(page)) == 2
+
+        page.file_uploader(key="batch_file").set_value(("notes.txt", b"\xff\xfe\x00", "text/plain"))
+        page.run()
+
+        assert not page.exception
+        assert [read_markdown(error.value) for error in page.error] == [
+            "notes.txt is not UTF-8 text: save it as UTF-8 and upload it again."
+        ]
+        assert not page.dataframe
+        assert not page.get("download_button")
+
+    @pytest.mark.covers("UI-08")
+    def test_column_names_in_an_error_are_shown_as_text(self, backend, open_page, read_markdown):
+        """An error that quotes the uploaded file shows its Markdown literally.
+
+        Integration scope: file upload → the page's CSV reading → the error it shows.
+        Business impact: a file's contents are outside input; rendered as Markdown, a header
+        can fetch an image from any server or show a link posing as something else.
+        Test strategy: upload a CSV without a `text` column whose headers are an image, a
+        heading, a link and an HTML tag.
+        Success criteria: the error reads with every header verbatim and renders no image,
+        link, heading or tag.
+        """
+        headers = [
+            "![x](http://127.0.0.1:9/beacon.png)",
+            "# Title",
+            "[a](http://x.org)",
+            "<b>b</b>",
+        ]
+        upload = ("bad.csv", (",".join(headers) + "\n1,2,3,4\n").encode(), "text/csv")
+        page = open_page("batch", backend.url).run()
+
+        page.file_uploader(key="batch_file").set_value(upload).run()
+
+        assert not page.exception
+        assert [read_markdown(error.value) for error in page.error] == [
+            f"bad.csv has no text column (its columns: {', '.join(headers)})."
+        ]

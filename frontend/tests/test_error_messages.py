@@ -21,8 +21,8 @@ def _run_batch(page: AppTest) -> AppTest:
     return page.button(key="run_batch").click().run()
 
 
-def _errors(page: AppTest) -> list[str]:
-    return [element.value for element in page.error]
+def _errors(page: AppTest, read_markdown: Callable[[str], str]) -> list[str]:
+    return [read_markdown(element.value) for element in page.error]
 
 
 # What a person does on each page before the page needs the backend.
@@ -47,7 +47,9 @@ class TestErrorMessages:
 
     @pytest.mark.covers("UI-02")
     @pytest.mark.parametrize("name", list(REACH_THE_BACKEND))
-    def test_backend_down_shows_a_plain_message(self, open_page, closed_url: str, name: str):
+    def test_backend_down_shows_a_plain_message(
+        self, open_page, closed_url: str, name: str, read_markdown
+    ):
         """With no backend listening, each page says so in a sentence instead of crashing.
 
         Integration scope: each page file → ApiClient → a TCP connection refused on loopback.
@@ -60,10 +62,12 @@ class TestErrorMessages:
         page = REACH_THE_BACKEND[name](open_page(name, closed_url).run())
 
         assert not page.exception
-        assert any("is not reachable. Is it running?" in error for error in _errors(page))
+        assert any(
+            "is not reachable. Is it running?" in error for error in _errors(page, read_markdown)
+        )
 
     @pytest.mark.covers("UI-02")
-    def test_rejected_key_explains_what_to_do(self, backend, open_page):
+    def test_rejected_key_explains_what_to_do(self, backend, open_page, read_markdown):
         """A key the backend refuses (401) becomes advice about which setting to check.
 
         Integration scope: History page → GET /v1/history → the backend's authentication.
@@ -74,13 +78,13 @@ class TestErrorMessages:
         page = open_page("history", backend.url, api_key="not-a-key").run()
 
         assert not page.exception
-        assert _errors(page) == [
+        assert _errors(page, read_markdown) == [
             "The backend did not accept the API key: The API key is not valid. "
             "Check BACKEND_API_KEY, or register on the Account page."
         ]
 
     @pytest.mark.covers("UI-02")
-    def test_question_missing_shows_the_backend_validation(self, backend, open_page):
+    def test_question_missing_shows_the_backend_validation(self, backend, open_page, read_markdown):
         """The backend's 422 reaches the person as its own sentence, not as a JSON dump.
 
         Integration scope: Process page → POST /v1/text/process → the shared contract's
@@ -94,13 +98,13 @@ class TestErrorMessages:
         _process(page, Operation.QA)
 
         assert not page.exception
-        assert _errors(page) == [
-            "The request was not valid: operation 'qa' requires a non-empty 'question'."
+        assert _errors(page, read_markdown) == [
+            "The request was not valid: question: Field required."
         ]
         assert not [header for header in page.subheader if header.value.startswith("Result")]
 
     @pytest.mark.covers("UI-02")
-    def test_rate_limit_says_when_to_retry(self, rate_limited_backend, open_page):
+    def test_rate_limit_says_when_to_retry(self, rate_limited_backend, open_page, read_markdown):
         """A 429 from the backend's rate limiter tells the person how long to wait.
 
         Integration scope: Process page → the backend's per-key moving-window rate limiter →
@@ -118,12 +122,14 @@ class TestErrorMessages:
         _process(page)
 
         assert not page.exception
-        [error] = _errors(page)
+        [error] = _errors(page, read_markdown)
         assert error.startswith("Too many requests: Rate limit reached")
         assert re.search(r"Try again in \d+ s\.$", error)
 
     @pytest.mark.covers("UI-02")
-    def test_provider_failure_says_try_again(self, backend_without_provider, open_page):
+    def test_provider_failure_says_try_again(
+        self, backend_without_provider, open_page, read_markdown
+    ):
         """A provider failure (502) is reported as the provider's, with advice to retry.
 
         Integration scope: Process page → backend → pydantic-ai OpenAI-compatible model → a
@@ -137,12 +143,14 @@ class TestErrorMessages:
         _process(page)
 
         assert not page.exception
-        [error] = _errors(page)
+        [error] = _errors(page, read_markdown)
         assert error.startswith("The AI provider failed: The AI provider is unreachable")
         assert error.endswith("Try again in a moment.")
 
     @pytest.mark.covers("UI-02")
-    def test_open_breaker_says_when_to_retry(self, backend_without_provider, open_page):
+    def test_open_breaker_says_when_to_retry(
+        self, backend_without_provider, open_page, read_markdown
+    ):
         """A 503 from an open circuit breaker says when the AI service will be tried again.
 
         Integration scope: Process page → backend → the circuit breaker, open after one
@@ -160,7 +168,7 @@ class TestErrorMessages:
         _process(page)
 
         assert not page.exception
-        [error] = _errors(page)
+        [error] = _errors(page, read_markdown)
         assert error.startswith("The AI service is paused after repeated failures.")
         seconds = re.search(r"Try again in (\d+) s\.$", error)
         assert seconds is not None

@@ -16,6 +16,12 @@ class Usage(BaseModel):
     requests: int = Field(description="Text-processing requests made with this account's keys.")
     cache_hits: int = Field(description="Of those, answered from the cache.")
     provider_calls: int = Field(description="Of those, that reached the AI provider.")
+    input_tokens: int = Field(
+        default=0, description="Tokens sent to the AI provider (estimated for the local model)."
+    )
+    output_tokens: int = Field(
+        default=0, description="Tokens the AI provider answered (estimated for the local model)."
+    )
 
 
 class Limits(BaseModel):

@@ -6,12 +6,15 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app.core.exceptions import RateLimitedError, ValidationError
+from app.core.logging import annotate_request
 from app.infrastructure.rate_limit import RateLimitResult
 from app.resources import Resources
 from app.services.auth import Principal, Role
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>`")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <key>`")
+BearerKey = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+HeaderKey = Annotated[str | None, Security(_api_key_header)]
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs plain `def` ones in a
@@ -31,13 +34,11 @@ async def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-async def get_principal(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-    api_key: Annotated[str | None, Security(_api_key_header)],
-) -> Principal:
+async def get_principal(request: Request, bearer: BearerKey, api_key: HeaderKey) -> Principal:
     presented = bearer.credentials if bearer else api_key
-    return await resources_of(request).authenticator.authenticate(presented)
+    principal = await resources_of(request).authenticator.authenticate(presented)
+    annotate_request(key_id=principal.key_id)  # an id as history stores it, never the key
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -61,6 +62,7 @@ async def charge_rate_limit(request: Request, principal: Principal, cost: int = 
     await _charge(
         request,
         principal.key_id,
+        tier,
         per_minute,
         cost,
         f"Rate limit reached: the {tier} tier allows {per_minute} requests per minute.",
@@ -77,6 +79,7 @@ async def charge_registration(request: Request) -> None:
     await _charge(
         request,
         f"register:{address}",
+        "registration",
         per_minute,
         1,
         f"Too many registrations from this address: {per_minute} per minute are allowed.",
@@ -87,16 +90,17 @@ async def charge_registration(request: Request) -> None:
 async def _charge(
     request: Request,
     identity: str,
+    limit: str,
     per_minute: int,
     cost: int,
     refusal: str,
     details: dict[str, object],
 ) -> None:
-    result = await resources_of(request).rate_limiter.hit(
-        identity, per_minute=per_minute, cost=cost
-    )
+    resources = resources_of(request)
+    result = await resources.rate_limiter.hit(identity, per_minute=per_minute, cost=cost)
     request.state.rate_limit = result
     if not result.allowed:
+        resources.metrics.rate_limit_refusals.labels(limit).inc()
         raise RateLimitedError(
             refusal, details=details, retry_after_seconds=result.retry_after_seconds
         )

@@ -1,4 +1,6 @@
-"""Pure ASGI middleware: request ids, the body-size limit, metrics, and the last-resort 500.
+"""Pure ASGI middleware: request ids and scope, the access log line, the body-size limit,
+metrics, the last-resort 500, and the security headers (Starlette has none for those; CORS, hosts
+and gzip are Starlette's own).
 
 Pure ASGI rather than BaseHTTPMiddleware so that streaming bodies are counted as they arrive
 and a body over the limit is refused without being read into memory.
@@ -9,24 +11,55 @@ import re
 import time
 import uuid
 
-from fastapi import HTTPException
+from fastapi.routing import iter_route_contexts
+from opentelemetry import trace
+from sse_starlette.sse import SendTimeoutError
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import app_error_response, error_response
+from app.api.errors import BodyReadError, app_error_response, error_response
 from app.core.exceptions import PayloadTooLargeError
-from app.core.logging import request_id_var
+from app.core.logging import end_request, start_request
+from app.infrastructure import redis_client
 from app.infrastructure.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+def _route_templates(routes: list[BaseRoute]) -> dict[object, str]:
+    """Each endpoint's full path template, prefixes and mounts included (`/v1/health`,
+    `/internal/accounts/{account_id}/revoke`, `/docs-assets/{path}`).
+
+    The router leaves the endpoint it chose in the scope, but not its full template: an
+    included route knows only its own part (`/health`, for `/v1/health` and `/internal/health`
+    alike), and plain routes such as `/docs` leave no route at all.
+    """
+    templates: dict[object, str] = {}
+    for context in iter_route_contexts(routes):
+        # A mount's "endpoint" in the scope is the app it mounts.
+        endpoint = context.endpoint or getattr(context, "app", None)
+        if endpoint is not None and context.path_format is not None:
+            templates[endpoint] = context.path_format
+    return templates
+
+
 class RequestContextMiddleware:
-    """Gives every response an X-Request-ID and turns an unhandled error into a clean 500."""
+    """Gives every response an X-Request-ID, every log line of the request its fields, counts
+    it in the metrics under its route template, and writes the request's access line; turns an
+    unhandled error into a clean 500.
+
+    Each request also gets its Redis scope: after one failed Redis command it sends no other,
+    so it waits out at most one Redis timeout.
+
+    With tracing on, the request id is an attribute of the request's server span too (the
+    tracing middleware wraps this one, so its span is the current one here).
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._templates: dict[object, str] | None = None  # built at the first request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -35,7 +68,8 @@ class RequestContextMiddleware:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         # A caller's id is kept only if it is harmless in logs and headers.
         request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        token = request_id_var.set(request_id)
+        tokens = start_request(request_id, method=scope["method"])
+        trace.get_current_span().set_attribute("request.id", request_id)
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -52,17 +86,31 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            with redis_client.request_scope():
+                await self.app(scope, receive, send_with_id)
+        except SendTimeoutError:
+            # A client that stopped reading an event stream: its stream was closed, as designed.
+            logger.warning("client stopped reading: stream closed after the send timeout")
         except Exception:
             logger.exception("unhandled error")
             if not response_started:
                 response = error_response(500, "internal_error", "An unexpected error occurred.")
                 await response(scope, receive, send_with_id)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            route = self._route(scope)
             self.metrics.requests.labels(scope["method"], route, str(status)).inc()
-            self.metrics.request_latency.labels(route).observe(time.perf_counter() - started)
-            request_id_var.reset(token)
+            self.metrics.request_latency.labels(route).observe(elapsed)
+            logger.info(
+                "request",
+                extra={"route": route, "status": status, "latency_ms": round(elapsed * 1000, 3)},
+            )
+            end_request(tokens)
+
+    def _route(self, scope: Scope) -> str:
+        if self._templates is None:  # every route is registered by the first request
+            self._templates = _route_templates(scope["app"].routes)
+        return self._templates.get(scope.get("endpoint"), "unmatched")
 
 
 class BodySizeLimitMiddleware:
@@ -76,13 +124,9 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        message = f"The request body exceeds the limit of {self.max_body_bytes} bytes."
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            too_large = PayloadTooLargeError(
-                message, details={"max_body_bytes": self.max_body_bytes}
-            )
-            await app_error_response(too_large)(scope, receive, send)
+            await app_error_response(self._too_large())(scope, receive, send)
             return
         received = 0
 
@@ -92,8 +136,73 @@ class BodySizeLimitMiddleware:
             if chunk["type"] == "http.request":
                 received += len(chunk.get("body", b""))
                 if received > self.max_body_bytes:
-                    # FastAPI turns any other error raised while reading the body into a 400.
-                    raise HTTPException(status_code=413, detail=message)
+                    raise BodyReadError(self._too_large())
             return chunk
 
         await self.app(scope, counting_receive, send)
+
+    def _too_large(self) -> PayloadTooLargeError:
+        """The same error whether the body declared its length or was streamed."""
+        return PayloadTooLargeError(
+            f"The request body exceeds the limit of {self.max_body_bytes} bytes.",
+            details={"max_body_bytes": self.max_body_bytes},
+        )
+
+
+# JSON needs nothing from a browser: no scripts, no styles, no frames, nowhere to submit.
+API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+# The documentation pages run Swagger UI and ReDoc from this origin; FastAPI's pages start them
+# with an inline script, and both set inline styles; ReDoc renders in a blob: worker.
+DOCS_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'self'; "
+    "form-action 'self'"
+)
+DOCS_PAGES = frozenset({"/docs", "/redoc", "/internal/docs"})
+
+
+Header = tuple[bytes, bytes]
+
+
+def _encoded(headers: dict[str, str]) -> list[Header]:
+    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+
+
+class SecurityHeadersMiddleware:
+    """Puts the browser-hardening headers on every response a route has not set them on.
+
+    Strict-Transport-Security only on a request that came over HTTPS: uvicorn (--proxy-headers)
+    reports https for a TLS connection, or for X-Forwarded-Proto from a trusted proxy
+    (FORWARDED_ALLOW_IPS). On plain HTTP the header is ignored by browsers anyway.
+    The headers are encoded once, here, and appended raw: this runs on every response.
+    """
+
+    def __init__(self, app: ASGIApp, hsts_max_age_seconds: int) -> None:
+        self.app = app
+        common = {
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+            "Referrer-Policy": "no-referrer",
+        }
+        self.api = _encoded({**common, "Content-Security-Policy": API_CONTENT_SECURITY_POLICY})
+        self.docs = _encoded({**common, "Content-Security-Policy": DOCS_CONTENT_SECURITY_POLICY})
+        hsts = f"max-age={hsts_max_age_seconds}; includeSubDomains"
+        self.hsts = _encoded({"Strict-Transport-Security": hsts}) if hsts_max_age_seconds else []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        added = self.docs if scope["path"] in DOCS_PAGES else self.api
+        if scope["scheme"] == "https":
+            added = added + self.hsts
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(header for header in added if header[0] not in present)
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -10,5 +10,5 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 AUTH_ERRORS = errors(401, 403)
-BODY_ERRORS = errors(400, 413, 422)
+BODY_ERRORS = errors(400, 413, 415, 422)
 PROVIDER_ERRORS = errors(502, 503, 504)

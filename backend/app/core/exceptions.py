@@ -3,7 +3,9 @@
     AppError                          500 internal_error
     ├── ConfigurationError            (raised at start; never reaches a client)
     ├── ValidationError               422 validation_error
-    │   └── PayloadTooLargeError      413 payload_too_large
+    │   ├── InvalidJsonError          400 invalid_json
+    │   ├── PayloadTooLargeError      413 payload_too_large
+    │   └── UnsupportedMediaTypeError 415 unsupported_media_type
     ├── NotFoundError                 404 not_found
     ├── ConflictError                 409 conflict
     ├── AuthenticationError           401 authentication_required
@@ -45,9 +47,21 @@ class ValidationError(AppError):
     code = "validation_error"
 
 
+class InvalidJsonError(ValidationError):
+    """The body could not be read as JSON at all: malformed, not UTF-8, nested too deeply."""
+
+    status_code = 400
+    code = "invalid_json"
+
+
 class PayloadTooLargeError(ValidationError):
     status_code = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(ValidationError):
+    status_code = 415
+    code = "unsupported_media_type"
 
 
 class NotFoundError(AppError):

@@ -4,8 +4,9 @@
   inspect it.
 - A small in-process LRU sits in front of Redis: a repeated key costs no round trip, and the LRU is
   the memory cache when no Redis is configured or Redis is down.
-- Redis failures never reach the caller of get/set: the cache serves from memory and tries Redis
-  again after `redis_retry_seconds`, so an outage degrades the service instead of failing it.
+- Redis failures never reach the caller of get/set: the cache serves from memory while the
+  process's `RedisAvailability` says Redis is down, so an outage degrades the service instead of
+  failing it.
 - Freshness is judged against `expires_at` stored in the value, by an injected clock; Redis's own
   TTL only collects garbage. That makes expiry and stale-while-error testable without sleeping.
 """
@@ -22,20 +23,16 @@ from typing import Any, Literal, TypeGuard
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError
 
 from app.core.exceptions import CacheUnavailableError
 from app.infrastructure import redis_client
 from app.infrastructure.metrics import Metrics
-from app.infrastructure.redis_client import RedisAvailability
+from app.infrastructure.redis_client import REDIS_ERRORS, RedisAvailability
 
 logger = logging.getLogger(__name__)
 
 Backend = Literal["redis", "memory", "memory-fallback"]
 Outcome = Literal["hit", "stale", "miss"]
-
-# asyncio.TimeoutError is the built-in TimeoutError since 3.11 (and an OSError); named for clarity.
-_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 # Field names in the shared stats hash, one per lookup outcome.
 _STAT_FIELDS: dict[Outcome, str] = {"hit": "hits", "stale": "stale_hits", "miss": "misses"}
@@ -131,7 +128,8 @@ class ResponseCache:
     Hit, miss and stale counts are kept in a Redis hash shared by every worker. They ride along
     with the next command this worker sends anyway, so counting costs no extra round trip; the
     shared totals therefore lag by this worker's lookups since its last Redis command (at most
-    `stats_flush_seconds` when it serves only from its LRU).
+    `stats_flush_seconds` when it serves only from its LRU, longer while Redis is down: counts
+    are never what probes a sick Redis).
 
     A fresh LRU entry is served without asking Redis, so an invalidation made by another worker
     reaches this worker's LRU only when the entry expires; an LRU entry that is not fresh is always
@@ -140,12 +138,11 @@ class ResponseCache:
 
     def __init__(
         self,
-        redis: Redis | None,
+        redis: RedisAvailability | None,
         *,
         lru_size: int = 1024,
         key_prefix: str = "llm:cache:",
         clock: Callable[[], float] = time.time,
-        redis_retry_seconds: float = 1.0,
         max_stale_seconds: float = 0.0,
         stats_flush_seconds: float = 5.0,
         metrics: Metrics | None = None,
@@ -169,23 +166,17 @@ class ResponseCache:
         self._local = dict.fromkeys(_STAT_FIELDS.values(), 0)
         self._pending = dict.fromkeys(_STAT_FIELDS.values(), 0)
         self._last_flush = clock()
-        self._availability = RedisAvailability(
-            logger,
-            fallback="serving the cache from memory",
-            recovered="the cache is back on Redis",
-            retry_seconds=redis_retry_seconds,
-        )
 
     @property
     def backend(self) -> Backend:
         if self._redis is None:
             return "memory"
-        return "redis" if self._availability.ok else "memory-fallback"
+        return "redis" if self._redis.up else "memory-fallback"
 
     @property
     def redis_available(self) -> bool:
         """Whether the last Redis command succeeded (False without Redis)."""
-        return self._redis is not None and self._availability.ok
+        return self._redis is not None and self._redis.up
 
     async def get(self, key: str, *, allow_stale_seconds: float = 0.0) -> CacheEntry | None:
         """The entry under `key`: fresh, stale within `allow_stale_seconds` past expiry, or None."""
@@ -201,7 +192,7 @@ class ResponseCache:
         if redis is not None:
             try:
                 payload = await self._redis_get(redis, full_key)
-            except _REDIS_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 self._mark_down(exc)
             else:
                 self._mark_up()
@@ -228,7 +219,7 @@ class ResponseCache:
                 pipe.set(full_key, record.payload, px=expire_ms)
                 self._queue_counts(pipe, counts)
                 await pipe.execute()
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._mark_down(exc)
             return
         self._settle(counts)
@@ -239,6 +230,7 @@ class ResponseCache:
 
         Raises CacheUnavailableError when Redis is configured but cannot be reached: unlike a
         lookup, an invalidation that silently skipped Redis would let the old values come back.
+        This process's memory is emptied all the same, and the error says so.
         """
         if namespace == "":
             raise ValueError("namespace must not be empty; pass None to invalidate everything")
@@ -248,15 +240,21 @@ class ResponseCache:
             del self._lru[key]
         if self._redis is None:
             return len(removed)
+        unavailable = CacheUnavailableError(
+            f"Redis is unavailable: {len(removed)} answer(s) were removed from this "
+            "worker's memory, but the answers in Redis, shared by every worker, remain. "
+            "Invalidate again once Redis is back.",
+            details={"namespace": namespace, "memory_removed": len(removed), "redis": "down"},
+        )
         # Tried even while Redis is marked unavailable: an operator asked for it explicitly.
+        redis = self._usable_redis(explicit=True)
+        if redis is None:
+            raise unavailable
         try:
-            removed |= await self._unlink_matching(self._redis, _glob_escape(prefix) + "*")
-        except _REDIS_ERRORS as exc:
+            removed |= await self._unlink_matching(redis, _glob_escape(prefix) + "*")
+        except REDIS_ERRORS as exc:
             self._mark_down(exc)
-            raise CacheUnavailableError(
-                "Redis is unavailable: the cache was not invalidated",
-                details={"namespace": namespace},
-            ) from exc
+            raise unavailable from exc
         self._mark_up()
         return len(removed)
 
@@ -267,7 +265,7 @@ class ResponseCache:
             try:
                 totals = await self._shared_totals(redis)
                 key_count = len(await self._scan_keys(redis, _glob_escape(self._prefix) + "*"))
-            except _REDIS_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 self._mark_down(exc)
             else:
                 self._mark_up()
@@ -279,7 +277,10 @@ class ResponseCache:
         if self._redis is None:
             return True
         # Tried even while Redis is marked unavailable, so a probe sees recovery at once.
-        if await redis_client.ping(self._redis):
+        redis = self._usable_redis(explicit=True)
+        if redis is None:
+            return False
+        if await redis_client.ping(redis):
             self._mark_up()
             return True
         self._mark_down("PING failed")
@@ -360,7 +361,7 @@ class ResponseCache:
     async def _delete(self, redis: Redis, full_key: str) -> None:
         try:
             await redis.unlink(full_key)
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._mark_down(exc)
 
     async def _scan_keys(self, redis: Redis, pattern: str) -> _KeySet:
@@ -399,7 +400,9 @@ class ResponseCache:
         """Send pending counts when no lookup has reached Redis for `stats_flush_seconds`."""
         if now - self._last_flush < self._stats_flush_seconds or not any(self._pending.values()):
             return
-        redis = self._usable_redis()
+        # Only while Redis answers: a flush riding on an LRU hit must never be the probe that
+        # makes that hit wait out a timeout.
+        redis = None if self._redis is None else self._redis.client_if_up()
         if redis is None:
             return
         counts = dict(self._pending)
@@ -407,7 +410,7 @@ class ResponseCache:
             async with redis.pipeline(transaction=False) as pipe:
                 self._queue_counts(pipe, counts)
                 await pipe.execute()
-        except _REDIS_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             self._mark_down(exc)
             return
         self._settle(counts)
@@ -448,14 +451,14 @@ class ResponseCache:
 
     # Availability.
 
-    def _usable_redis(self) -> Redis | None:
-        """The client, unless Redis failed less than `redis_retry_seconds` ago."""
-        if self._redis is None or not self._availability.should_try(self._clock()):
-            return None
-        return self._redis
+    def _usable_redis(self, *, explicit: bool = False) -> Redis | None:
+        """The client, unless this process holds Redis down for now (see RedisAvailability)."""
+        return None if self._redis is None else self._redis.client_now(explicit=explicit)
 
     def _mark_down(self, reason: BaseException | str) -> None:
-        self._availability.mark_down(reason, self._clock())
+        if self._redis is not None:
+            self._redis.failed(reason)
 
     def _mark_up(self) -> None:
-        self._availability.mark_up()
+        if self._redis is not None:
+            self._redis.answered()

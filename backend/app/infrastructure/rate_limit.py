@@ -5,16 +5,14 @@
 - Redis is the app's own client: `limits` opens its client on that client's connection pool (its
   documented `connection_pool` option), so it inherits our short timeouts and no-retry policy,
   and tests hand in fakeredis exactly as they do for the cache.
-- A Redis failure never fails the request: this process counts in memory and tries Redis again
-  after `redis_retry_seconds` (by the injected clock). Requests counted in memory during an
-  outage are not in Redis afterwards: the limit is looser for one window, never stricter.
+- A Redis failure never fails the request: this process counts in memory while its
+  `RedisAvailability` holds Redis down. Requests counted in memory during an outage are not in
+  Redis afterwards: the limit is looser for one window, never stricter.
 - `limits` reads `time.time()` itself, so windows use the wall clock, not the injected one.
 """
 
-import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,16 +20,10 @@ from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from app.infrastructure.redis_client import RedisAvailability
-
-logger = logging.getLogger(__name__)
+from app.infrastructure.redis_client import REDIS_ERRORS, RedisAvailability
 
 Backend = Literal["redis", "memory", "memory-fallback"]
-
-# asyncio.TimeoutError is the built-in TimeoutError since 3.11 (and an OSError); named for clarity.
-_REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,42 +52,33 @@ def _redis_storage(redis: Redis, key_prefix: str) -> RedisStorage:
 
 class RateLimiter:
     def __init__(
-        self,
-        redis: Redis | None,
-        *,
-        key_prefix: str = "llm:ratelimit",
-        clock: Callable[[], float] = time.time,
-        redis_retry_seconds: float = 1.0,
+        self, redis: RedisAvailability | None, *, key_prefix: str = "llm:ratelimit"
     ) -> None:
         self._memory = MovingWindowRateLimiter(MemoryStorage())
-        self._redis = None
+        self._shared: tuple[RedisAvailability, MovingWindowRateLimiter] | None = None
         if redis is not None:
-            self._redis = MovingWindowRateLimiter(_redis_storage(redis, key_prefix))
-        self._clock = clock
-        self._availability = RedisAvailability(
-            logger,
-            fallback="rate limits counted in memory",
-            recovered="rate limits are counted in Redis",
-            retry_seconds=redis_retry_seconds,
-        )
+            storage = _redis_storage(redis.client, key_prefix)
+            self._shared = (redis, MovingWindowRateLimiter(storage))
 
     @property
     def backend(self) -> Backend:
-        if self._redis is None:
+        if self._shared is None:
             return "memory"
-        return "redis" if self._availability.ok else "memory-fallback"
+        return "redis" if self._shared[0].up else "memory-fallback"
 
     async def hit(self, identity: str, *, per_minute: int, cost: int = 1) -> RateLimitResult:
         """Charge `cost` requests to `identity`; refused (and not charged) if over `per_minute`."""
         item = RateLimitItemPerMinute(per_minute)
-        if self._redis is not None and self._availability.should_try(self._clock()):
-            try:
-                result = await _hit(self._redis, item, identity, cost)
-            except _REDIS_ERRORS as exc:
-                self._availability.mark_down(exc, self._clock())
-            else:
-                self._availability.mark_up()
-                return result
+        if self._shared is not None:
+            availability, shared = self._shared
+            if availability.client_now() is not None:
+                try:
+                    result = await _hit(shared, item, identity, cost)
+                except REDIS_ERRORS as exc:
+                    availability.failed(exc)
+                else:
+                    availability.answered()
+                    return result
         return await _hit(self._memory, item, identity, cost)
 
 

@@ -168,6 +168,8 @@ class AccountService:
                 func.sum(ApiKey.requests).label("requests"),
                 func.sum(ApiKey.cache_hits).label("cache_hits"),
                 func.sum(ApiKey.provider_calls).label("provider_calls"),
+                func.sum(ApiKey.input_tokens).label("input_tokens"),
+                func.sum(ApiKey.output_tokens).label("output_tokens"),
             )
             .group_by(ApiKey.account_id)
             .subquery()
@@ -180,6 +182,8 @@ class AccountService:
                 func.coalesce(usage.c.requests, 0),
                 func.coalesce(usage.c.cache_hits, 0),
                 func.coalesce(usage.c.provider_calls, 0),
+                func.coalesce(usage.c.input_tokens, 0),
+                func.coalesce(usage.c.output_tokens, 0),
             )
             .outerjoin(usage, usage.c.account_id == Account.id)
             .outerjoin(active, and_(active.account_id == Account.id, active.revoked_at.is_(None)))
@@ -191,8 +195,12 @@ class AccountService:
             query = query.where(where)
         rows = await session.execute(query)
         return [
-            self._info(account, prefix, Usage(requests=r, cache_hits=h, provider_calls=p))
-            for account, prefix, r, h, p in rows
+            self._info(
+                account,
+                prefix,
+                Usage(requests=r, cache_hits=h, provider_calls=p, input_tokens=i, output_tokens=o),
+            )
+            for account, prefix, r, h, p, i, o in rows
         ]
 
     def _info(self, account: Account, prefix: str | None, usage: Usage) -> AccountInfo:

@@ -23,6 +23,15 @@ class HistoryEntry:
     degraded: bool
     latency_ms: float
     outcome: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    tokens_estimated: bool = False
+    streamed: bool = False
+    time_to_first_token_ms: float | None = None
+
+
+# The outcomes of a request the provider answered (usage counts it as a provider call).
+ANSWERED = frozenset({"ok", "completed"})
 
 
 class HistoryService:
@@ -41,7 +50,15 @@ class HistoryService:
     async def page(self, api_key_id: str, *, page: int, page_size: int) -> HistoryPage:
         mine = RequestHistory.api_key_id == api_key_id
         async with self._database.session() as session:
-            total = await session.scalar(select(func.count()).where(mine)) or 0
+            total, tokens_in, tokens_out = (
+                await session.execute(
+                    select(
+                        func.count(),
+                        func.coalesce(func.sum(RequestHistory.input_tokens), 0),
+                        func.coalesce(func.sum(RequestHistory.output_tokens), 0),
+                    ).where(mine)
+                )
+            ).one()
             rows = await session.scalars(
                 select(RequestHistory)
                 .where(mine)
@@ -60,11 +77,23 @@ class HistoryService:
                     degraded=row.degraded,
                     latency_ms=row.latency_ms,
                     outcome=row.outcome,
+                    streamed=row.streamed,
+                    time_to_first_token_ms=row.time_to_first_token_ms,
                     created_at=row.created_at,
+                    input_tokens=row.input_tokens,
+                    output_tokens=row.output_tokens,
+                    tokens_estimated=row.tokens_estimated,
                 )
                 for row in rows
             ]
-        return HistoryPage(items=items, total=total, page=page, page_size=page_size)
+        return HistoryPage(
+            items=items,
+            total=total,
+            page=page,
+            page_size=page_size,
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
+        )
 
 
 def _row(entry: HistoryEntry) -> dict[str, object]:
@@ -78,7 +107,14 @@ def _row(entry: HistoryEntry) -> dict[str, object]:
         "degraded": entry.degraded,
         "latency_ms": round(entry.latency_ms, 3),
         "outcome": entry.outcome,
+        "streamed": entry.streamed,
+        "time_to_first_token_ms": (
+            None if entry.time_to_first_token_ms is None else round(entry.time_to_first_token_ms, 3)
+        ),
         "created_at": utcnow(),
+        "input_tokens": entry.input_tokens,
+        "output_tokens": entry.output_tokens,
+        "tokens_estimated": entry.tokens_estimated,
     }
 
 
@@ -90,7 +126,9 @@ async def _write_batch(session: AsyncSession, entries: list[HistoryEntry]) -> No
         Use(
             entry.api_key_id,
             cached=entry.cached,
-            provider_call=entry.outcome == "ok" and not entry.cached,
+            provider_call=entry.outcome in ANSWERED and not entry.cached,
+            input_tokens=entry.input_tokens or 0,
+            output_tokens=entry.output_tokens or 0,
         )
         for entry in entries
     )

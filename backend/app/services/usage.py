@@ -1,4 +1,4 @@
-"""Usage per issued key: requests, cache hits and provider calls, for the account pages.
+"""Usage per issued key: requests, cache hits, provider calls and tokens, for the account pages.
 
 Counted where every text request ends, in the same transaction as its history row, with an
 atomic `SET n = n + k`, so concurrent requests never lose a count as read-modify-write would.
@@ -25,6 +25,8 @@ class Use:
     caller: str  # the principal's key id: `key:<id>` or a settings key
     cached: bool
     provider_call: bool
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 def usage_updates(uses: Iterable[Use]) -> list[Update]:
@@ -37,6 +39,8 @@ def usage_updates(uses: Iterable[Use]) -> list[Update]:
     requests: Counter[int] = Counter()
     cache_hits: Counter[int] = Counter()
     provider_calls: Counter[int] = Counter()
+    input_tokens: Counter[int] = Counter()
+    output_tokens: Counter[int] = Counter()
     for use in uses:
         key_id = parse_key_ref(use.caller)
         if key_id is None:
@@ -44,6 +48,8 @@ def usage_updates(uses: Iterable[Use]) -> list[Update]:
         requests[key_id] += 1
         cache_hits[key_id] += use.cached
         provider_calls[key_id] += use.provider_call
+        input_tokens[key_id] += use.input_tokens
+        output_tokens[key_id] += use.output_tokens
     return [
         update(ApiKey)
         .where(ApiKey.id == key_id)
@@ -51,6 +57,8 @@ def usage_updates(uses: Iterable[Use]) -> list[Update]:
             requests=ApiKey.requests + requests[key_id],
             cache_hits=ApiKey.cache_hits + cache_hits[key_id],
             provider_calls=ApiKey.provider_calls + provider_calls[key_id],
+            input_tokens=ApiKey.input_tokens + input_tokens[key_id],
+            output_tokens=ApiKey.output_tokens + output_tokens[key_id],
         )
         for key_id in sorted(requests)
     ]

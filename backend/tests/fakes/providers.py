@@ -6,16 +6,17 @@ real provider's SDK surfaces, so the translation into our errors is exercised to
 """
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
-from app.infrastructure.ai.local_model import run_operation, user_document
+from app.infrastructure.ai.local_model import run_operation, tool_call_chunks, user_document
 from pydantic_ai.exceptions import ModelHTTPError
 from pydantic_ai.messages import (
     ModelMessage,
     ModelResponse,
     ToolCallPart,
 )
-from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
 
 def server_error(status: int = 500, retry_after: str | None = None) -> ModelHTTPError:
@@ -29,6 +30,11 @@ class FakeProvider:
     Answers are the local engine's, so they are real results of the right type.
     `calls` counts requests that reached the provider; `documents` holds what they carried and
     `instructions` the instructions (system prompt) each came with.
+
+    Streamed, the answer comes as a model streams a tool call: a JSON chunk per word,
+    `chunk_interval` seconds apart. `fail(exc)` and `hang()` act before the first chunk;
+    `cut_after(n)` fails after `n` chunks, `pause_after(n)` goes silent after `n` chunks until
+    its consumer leaves. `abandoned` counts streams whose consumer left before their end.
     """
 
     def __init__(self, name: str = "fake-model") -> None:
@@ -39,11 +45,25 @@ class FakeProvider:
         self._failure: BaseException | None = None
         self._hang = False
         self._output_override: dict[str, Any] | None = None
+        self.hanging = asyncio.Event()  # set when a call starts to hang
         self.release = asyncio.Event()  # a hanging call returns once this is set
-        self.model = FunctionModel(self._respond, model_name=name)
+        self.chunk_interval = 0.0
+        self.abandoned = 0
+        self._cut_after: int | None = None
+        self._pause_after: int | None = None
+        self.model = FunctionModel(self._respond, stream_function=self._stream, model_name=name)
 
     def succeed(self) -> None:
         self._failure, self._hang, self._output_override = None, False, None
+        self._cut_after = self._pause_after = None
+
+    def cut_after(self, chunks: int, exc: BaseException | None = None) -> None:
+        """Streams fail (with `exc`, a 500 by default) once `chunks` chunks are sent."""
+        self._cut_after, self._failure = chunks, exc or server_error(500)
+
+    def pause_after(self, chunks: int) -> None:
+        """Streams go silent once `chunks` chunks are sent, until their consumer leaves."""
+        self._pause_after = chunks
 
     def fail(self, exc: BaseException | None = None) -> None:
         self._failure = exc or server_error(500)
@@ -61,6 +81,7 @@ class FakeProvider:
         self.documents.append(document)
         self.instructions.append(info.instructions)
         if self._hang:
+            self.hanging.set()
             await self.release.wait()
         if self._failure is not None:
             raise self._failure
@@ -68,6 +89,31 @@ class FakeProvider:
         return ModelResponse(
             parts=[ToolCallPart(info.output_tools[0].name, output)], model_name=self.name
         )
+
+    async def _stream(
+        self, messages: list[ModelMessage], info: AgentInfo
+    ) -> AsyncIterator[DeltaToolCalls]:
+        self.calls += 1
+        document = user_document(messages)
+        self.documents.append(document)
+        if self._hang:
+            await self.release.wait()
+        if self._failure is not None and self._cut_after is None:
+            raise self._failure
+        output = self._output_override or run_operation(document).model_dump(mode="json")
+        try:
+            for sent, chunk in enumerate(tool_call_chunks(info.output_tools[0].name, output)):
+                if sent == self._cut_after:
+                    assert self._failure is not None
+                    raise self._failure
+                if sent == self._pause_after:
+                    await asyncio.Event().wait()  # only its consumer leaving ends this
+                if sent and self.chunk_interval:
+                    await asyncio.sleep(self.chunk_interval)
+                yield chunk
+        except (asyncio.CancelledError, GeneratorExit):
+            self.abandoned += 1
+            raise
 
 
 class RecordingSleep:

@@ -1,11 +1,14 @@
-"""Real services for the tests: Redis server processes, the Docker API, server subprocesses.
+"""Real services for the tests: Redis server processes, the Docker API, server subprocesses;
+private servers a fault test may stop, freeze or kill (`RedisServerProcess`, `PostgresCluster`).
 
 Where one is missing, `unavailable(reason)` skips the test with that reason, or fails it under
 REQUIRE_REAL_SERVICES=1, where a missing service is an error in CI.
 """
 
 import os
+import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -32,6 +35,19 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def port_no_one_else_gets() -> int:
+    """A free port below the OS's ephemeral range (32768 and up by default), which it never
+    hands out by itself: no other process can take it while a test holds its server down."""
+    for port in random.sample(range(20_000, 32_768), 100):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port between 20000 and 32767")
 
 
 def wait_for_port(port: int, timeout: float = 5.0) -> bool:
@@ -90,6 +106,125 @@ class RedisServerProcess:
         """Stop for good and remove the server's folder."""
         self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextmanager
+def frozen(process: subprocess.Popen[bytes]) -> Iterator[None]:
+    """The process stopped (SIGSTOP) inside the block: its sockets still accept connections
+    and take bytes, but nothing answers, as with a hung server or a silent network."""
+    process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGCONT)
+
+
+def postgres_bindir() -> Path | None:
+    """Where `initdb` and `pg_ctl` are: on PATH, else Debian's newest /usr/lib/postgresql/N/bin."""
+    if found := shutil.which("initdb"):
+        return Path(found).parent
+    versions = Path("/usr/lib/postgresql").glob("*/bin/initdb")
+    newest = max(versions, key=lambda path: int(path.parent.parent.name), default=None)
+    return None if newest is None else newest.parent
+
+
+class PostgresCluster:
+    """A private PostgreSQL cluster on a loopback port, which a test may hold in recovery,
+    promote, stop or kill, without touching anyone else's server.
+
+    PostgreSQL refuses to run as root: as root, every command runs as the `postgres` user.
+    """
+
+    def __init__(self, bindir: Path, folder: Path, port: int) -> None:
+        self.bindir = bindir
+        self.folder = folder  # the socket goes here; the cluster itself in folder/data
+        self.port = port
+
+    @classmethod
+    def initialize(cls, bindir: Path, port: int) -> "PostgresCluster":
+        cluster = cls(bindir, _folder_for_postgres(), port)
+        cluster._run("initdb", "-D", str(cluster.data), "-U", "postgres", "-A", "trust")
+        return cluster
+
+    def copy(self, port: int) -> "PostgresCluster":
+        """A copy of this (stopped) cluster, in a folder of its own: cheaper than initdb."""
+        copy = PostgresCluster(self.bindir, _folder_for_postgres(), port)
+        _as_postgres(["cp", "-a", str(self.data), str(copy.data)])
+        return copy
+
+    @property
+    def data(self) -> Path:
+        return self.folder / "data"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def postmaster_pid(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def start(self, *, in_recovery: bool = False) -> None:
+        """Start and wait until it runs. `in_recovery`: a standby with no primary and no hot
+        standby, refusing every connection with 57P03 until `promote()`."""
+        options = [
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1",
+            "-c fsync=off -c full_page_writes=off",  # a test's data need not survive power loss
+        ]
+        if in_recovery:
+            _as_postgres(["touch", str(self.data / "standby.signal")])
+            options.append("-c hot_standby=off")
+        log = str(self.folder / "server.log")
+        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-w", "-o", " ".join(options), "start")
+
+    def promote(self) -> None:
+        """Out of recovery: from now on it accepts connections and writes."""
+        self._run("pg_ctl", "-D", str(self.data), "-w", "promote")
+
+    def kill(self) -> None:
+        """SIGKILL to the postmaster, as the OOM killer does, and wait until it is gone (its
+        backends notice and exit), so that `start()` may follow at once."""
+        pid = self.postmaster_pid
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"postmaster {pid} survived SIGKILL for 10 s")
+            time.sleep(0.01)
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+
+    def close(self) -> None:
+        """Stop for good and remove the cluster's folder."""
+        self.stop("immediate")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _run(self, program: str, *args: str, check: bool = True) -> None:
+        _as_postgres([str(self.bindir / program), *args], check=check)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _folder_for_postgres() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="postgres-test-"))
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+    return folder
+
+
+def _as_postgres(command: list[str], *, check: bool = True) -> None:
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", "postgres", "--", *command]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    if check and completed.returncode != 0:
+        raise RuntimeError(f"{command} failed: {completed.stdout}{completed.stderr}")
 
 
 def docker_answers() -> bool:

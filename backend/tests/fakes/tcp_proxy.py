@@ -9,10 +9,16 @@ Given `trip_on=marker` (say `b"INSERT INTO api_keys"`), it also breaks one conne
 exact point of its conversation: the first time a client sends the marker, those bytes never
 reach the server and both sides of that connection are reset, as when the network or the
 database process dies between two statements of a transaction. It trips once.
+
+It also counts what clients send, per connection (`heard`): against a server that never
+answers (a Redis stopped with SIGSTOP), every connection a client has written to is one
+command that waited out its timeout, since the client drops a connection that timed out.
 """
 
 import asyncio
 import contextlib
+import itertools
+from collections import Counter
 from types import TracebackType
 
 _CHUNK = 64 * 1024
@@ -27,6 +33,8 @@ class TcpProxy:
         self.trip_on = trip_on
         self.tripped = False
         self.port = 0  # chosen by the OS at the first start, then kept
+        self.heard: Counter[int] = Counter()  # connection number → chunks its client sent
+        self._numbers = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._relays: set[asyncio.Task[None]] = set()
@@ -49,6 +57,10 @@ class TcpProxy:
     async def restore(self) -> None:
         if self._server is None:
             await self.start()
+
+    def connections_heard_since(self, before: Counter[int]) -> int:
+        """Connections whose client sent anything since `before` (a copy of `heard`)."""
+        return sum(1 for number, chunks in self.heard.items() if chunks > before[number])
 
     async def __aenter__(self) -> "TcpProxy":
         await self.start()
@@ -76,7 +88,8 @@ class TcpProxy:
             self._writers.add(up_writer)
             try:
                 await asyncio.gather(
-                    self._forward(reader, up_writer, writer), _pump(up_reader, writer)
+                    self._forward(next(self._numbers), reader, up_writer, writer),
+                    _pump(up_reader, writer),
                 )
             finally:
                 self._writers.discard(up_writer)
@@ -88,24 +101,24 @@ class TcpProxy:
 
     async def _forward(
         self,
+        number: int,
         client: asyncio.StreamReader,
         to_upstream: asyncio.StreamWriter,
         to_client: asyncio.StreamWriter,
     ) -> None:
-        """Client to server; on the trip marker, reset both sides instead of forwarding."""
+        """Client to server, counted; on the trip marker, reset both sides instead."""
         marker = self.trip_on
-        if marker is None:
-            await _pump(client, to_upstream)
-            return
         tail = b""  # the end of the previous chunk, so a marker split across two reads is seen
         with contextlib.suppress(OSError):
             while data := await client.read(_CHUNK):
-                if not self.tripped and marker in tail + data:
+                self.heard[number] += 1
+                if marker is not None and not self.tripped and marker in tail + data:
                     self.tripped = True
                     to_upstream.transport.abort()
                     to_client.transport.abort()
                     return
-                tail = data[-len(marker) :]
+                if marker is not None:
+                    tail = data[-len(marker) :]
                 to_upstream.write(data)
                 await to_upstream.drain()
         to_upstream.close()

@@ -280,6 +280,11 @@ class TestRotation:
         assert me.json()["error"]["code"] == "not_found"
 
 
+def counts(usage: dict[str, int]) -> dict[str, int]:
+    """The request counters of a usage view (its token sums are OBS-05's business)."""
+    return {name: usage[name] for name in ("requests", "cache_hits", "provider_calls")}
+
+
 class TestUsage:
     """Seam: text route → TextProcessor → usage counters → /v1/auth/me and /internal/accounts.
 
@@ -317,9 +322,9 @@ class TestUsage:
 
         expected = {"requests": 2, "cache_hits": 1, "provider_calls": 1}
         assert provider.calls == 1
-        assert mine["usage"] == expected
+        assert counts(mine["usage"]) == expected
         assert mine["limits"] == {"tier": "free", "requests_per_minute": 60}
-        assert (listed["total"], listed["items"][0]["usage"]) == (1, expected)
+        assert (listed["total"], listed["items"][0]["usage"]) == (1, mine["usage"])
         (row,) = await keys_of(database, mine["id"])
         assert (row.requests, row.cache_hits, row.provider_calls) == (2, 1, 1)
 
@@ -357,8 +362,8 @@ class TestUsage:
         usage = {}
         for key in (key_a, key_b):
             usage[key] = (await client.get("/v1/auth/me", headers=as_key(key))).json()["usage"]
-        assert usage[key_a] == {"requests": 10, "cache_hits": 9, "provider_calls": 1}
-        assert usage[key_b] == {"requests": 5, "cache_hits": 0, "provider_calls": 5}
+        assert counts(usage[key_a]) == {"requests": 10, "cache_hits": 9, "provider_calls": 1}
+        assert counts(usage[key_b]) == {"requests": 5, "cache_hits": 0, "provider_calls": 5}
         assert provider.calls == 6
         assert await count(database, RequestHistory) == 15
 

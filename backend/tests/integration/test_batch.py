@@ -116,3 +116,90 @@ class TestBatch:
         assert too_many.json()["error"]["details"] == {"max_items": 3}
         assert calls_after_refusal == 0
         assert at_limit.status_code == 200
+
+    @pytest.mark.covers("BATCH-03")
+    async def test_invalid_items_get_their_own_validation_error_and_the_others_are_processed(
+        self, make_client: ClientFactory, provider: FakeProvider
+    ):
+        """An item that is not a valid request is answered in its place, as the plan promises.
+
+        Integration scope: batch route → per-item validation of the shared contract → error
+        mapping (the single endpoint's) → TextProcessor.process_batch → BatchResponse.
+        Business impact: one Q&A item without a question used to refuse the whole batch with
+        a 422, losing every other answer the caller had asked for.
+        Test strategy: four items: valid, a `qa` without a question, a string, valid; then the
+        same `qa` item alone to `/v1/text/process`, to compare the two errors.
+        Success criteria: 200; items 0 and 3 answered; items 1 and 2 `validation_error` whose
+        `loc` starts with `["body", "items", index]` and whose message and type match the
+        single endpoint's 422; 2 succeeded, 2 failed; 2 provider calls; the rate limit
+        charged for the 2 valid items only.
+        """
+        client = await make_client(model=provider.model)
+        no_question = {"operation": "qa", "text": QUICK}
+        items = [
+            {"operation": "summarize", "text": SLOW},
+            no_question,
+            "not a request",
+            {"operation": "sentiment", "text": QUICK},
+        ]
+
+        response = await client.post("/v1/text/batch", json={"items": items})
+        alone = await client.post("/v1/text/process", json=no_question)
+
+        body = BatchResponse.model_validate(response.json())
+        errors = [item.error for item in body.items if item.error is not None]
+        single = alone.json()["error"]
+        charged = int(response.headers["X-RateLimit-Limit"]) - int(
+            response.headers["X-RateLimit-Remaining"]
+        )
+        assert response.status_code == 200
+        assert [item.index for item in body.items if item.response is not None] == [0, 3]
+        assert [(e.code, [d["loc"] for d in e.details]) for e in errors] == [
+            ("validation_error", [["body", "items", 1, "question"]]),
+            ("validation_error", [["body", "items", 2]]),
+        ]
+        assert [(d["msg"], d["type"]) for d in errors[0].details] == [
+            (d["msg"], d["type"]) for d in single["details"]
+        ]
+        assert errors[0].message == single["message"].replace("question", "items.1.question")
+        assert (body.succeeded, body.failed, provider.calls) == (2, 2, 2)
+        assert charged == 2
+
+    @pytest.mark.covers("BATCH-03")
+    @pytest.mark.parametrize(
+        ("envelope", "loc"),
+        [
+            ({"items": "summarize this"}, ["body", "items"]),
+            ({"items": []}, ["body", "items"]),
+            (
+                {"items": [{"operation": "sentiment", "text": QUICK}], "mode": "fast"},
+                ["body", "mode"],
+            ),
+            (["not", "an", "object"], ["body"]),
+        ],
+        ids=["items_not_a_list", "no_items", "unknown_field", "not_an_object"],
+    )
+    async def test_malformed_envelope_is_refused_whole_with_422(
+        self,
+        make_client: ClientFactory,
+        provider: FakeProvider,
+        envelope: object,
+        loc: list[str],
+    ):
+        """A body that is not a list of items is refused as a whole, before any item runs.
+
+        Integration scope: batch route → envelope validation → error mapping.
+        Business impact: per-item errors are for items; a body the server cannot read as a
+        batch must not come back as a 200 that looks like an empty success.
+        Test strategy: items that are not a list, no items, an unknown field, a list body.
+        Success criteria: 422 `validation_error` pointing at the envelope's field; no
+        provider call.
+        """
+        client = await make_client(model=provider.model)
+
+        response = await client.post("/v1/text/batch", json=envelope)
+
+        error = response.json()["error"]
+        assert (response.status_code, error["code"]) == (422, "validation_error")
+        assert [detail["loc"] for detail in error["details"]] == [loc]
+        assert provider.calls == 0

@@ -1,12 +1,18 @@
 """Database faults: writes refused with a clear 503, readiness down, nothing half-written.
 
 PostgreSQL is reached through a loopback proxy the test cuts (or one that breaks a connection
-mid-transaction), so the shared server itself is never touched; SQLite loses its volume (the
-database's folder disappears, as when a mount is missing). Rows are counted afterwards through
-a connection of the test's own, straight to the database.
+mid-transaction), so the shared server itself is never touched; or it is a private cluster the
+test starts itself (initdb, pg_ctl), kills and restarts, or holds in recovery. SQLite loses its
+volume (the database's folder disappears, as when a mount is missing). Rows are counted
+afterwards through a connection of the test's own, straight to the database.
 """
 
-from collections.abc import Iterator
+import asyncio
+import hashlib
+import os
+import pwd
+import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,6 +21,12 @@ from app.infrastructure.database.engine import Database
 from app.infrastructure.database.models import Account, ApiKey, RequestHistory
 from conftest import OPERATOR_KEY, ClientFactory, DatabaseBackend
 from fakes.providers import FakeProvider
+from fakes.services import (
+    PostgresCluster,
+    port_no_one_else_gets,
+    postgres_bindir,
+    unavailable,
+)
 from fakes.tcp_proxy import TcpProxy
 from httpx import AsyncClient, Response
 from shared.errors import ErrorResponse
@@ -230,3 +242,187 @@ class TestSqliteVolumeMissing:
             "keys": 1,
             "keyless_accounts": 0,
         }
+
+
+# --- A PostgreSQL of the test's own: killed, restarted, held in recovery -----------------------
+
+READY_DEADLINE = 20.0  # seconds a private cluster may take to accept connections again
+
+
+def _postgres_user_missing() -> bool:
+    """As root, PostgreSQL must run as `postgres`; is there no such user?"""
+    if os.geteuid() != 0:
+        return False
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return True
+    return False
+
+
+@pytest.fixture(scope="session")
+async def postgres_template() -> AsyncIterator[PostgresCluster]:
+    """One migrated, stopped cluster per session; each test starts a copy (initdb takes
+    seconds, a copy a fraction of one)."""
+    bindir = postgres_bindir()
+    if bindir is None:
+        unavailable("no `initdb` on PATH nor in /usr/lib/postgresql: needed for a private cluster")
+    if _postgres_user_missing():
+        unavailable("running as root with no `postgres` user to run a private PostgreSQL")
+    assert bindir is not None
+    template = PostgresCluster.initialize(bindir, port_no_one_else_gets())
+    try:
+        template.start()
+        database = Database(template.url)
+        try:
+            await database.migrate()
+        finally:
+            await database.dispose()
+        template.stop()
+        yield template
+    finally:
+        template.close()
+
+
+@pytest.fixture
+def postgres_cluster(postgres_template: PostgresCluster) -> Iterator[PostgresCluster]:
+    """A running, migrated cluster for this test alone, on a port nobody else gets."""
+    cluster = postgres_template.copy(port_no_one_else_gets())
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def own(cluster: PostgresCluster) -> DatabaseBackend:
+    return DatabaseBackend("postgres-cluster", cluster.url)
+
+
+async def wait_until_accepting(cluster: PostgresCluster) -> None:
+    """Polls with a connection of the test's own until the cluster accepts it."""
+    database = Database(cluster.url)
+    deadline = time.monotonic() + READY_DEADLINE
+    try:
+        while not await database.ping():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"PostgreSQL at {cluster.url} refused for {READY_DEADLINE}s")
+            await asyncio.sleep(0.02)
+    finally:
+        await database.dispose()
+
+
+def text_of(index: int) -> str:
+    return f"Report {index}: the harbour reopened after the storm and ferries ran late."
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def history_hashes(backend: DatabaseBackend) -> list[str]:
+    database = Database(backend.url)
+    try:
+        async with database.session() as session:
+            return list(await session.scalars(select(RequestHistory.text_sha256)))
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.tiers("postgresql")
+class TestPostgresRestarting:
+    """Seam: API reads and writes → Database sessions (pre-ping pool) → a private PostgreSQL
+    that is killed and restarted, or held in recovery (SQLSTATE 57P03)."""
+
+    @pytest.mark.covers("FAULT-05")
+    async def test_in_recovery_answers_503_with_retry_after_then_first_request_after_200(
+        self, make_client: ClientFactory, postgres_cluster: PostgresCluster
+    ):
+        """A PostgreSQL that refuses connections while it recovers is an outage (503), not a
+        bug (500); the first request once it accepts them is served.
+
+        Integration scope: text processing (history write) and `/v1/history` (read) → pooled
+        asyncpg connections → a cluster restarted as a standby without hot standby, which
+        answers every connection with 57P03 `cannot_connect_now`; readiness.
+        Business impact: load balancers and clients see a retryable 503 with Retry-After
+        during every database restart or failover, and no 500s land in the error budget.
+        Test strategy: one request fills the pool; restart the cluster held in recovery;
+        process a text, list history, probe readiness; promote it and wait (polling with a
+        connection of the test's own) until it accepts connections; repeat both requests.
+        Success criteria: both 503 `database_unavailable` with `Retry-After`, database
+        `down`; afterwards both 200 at the first attempt, the history listing both texts.
+        """
+        client = await make_client(database=own(postgres_cluster))
+        warm = await client.post("/v1/text/process", json=WARM_UP)
+
+        await asyncio.to_thread(postgres_cluster.stop)
+        await asyncio.to_thread(postgres_cluster.start, in_recovery=True)
+        refused = [
+            await client.post("/v1/text/process", json=QUESTION),
+            await client.get("/v1/history"),
+        ]
+        status_during = await database_status(client)
+        await asyncio.to_thread(postgres_cluster.promote)
+        await wait_until_accepting(postgres_cluster)
+        served = [
+            await client.post("/v1/text/process", json=QUESTION),
+            await client.get("/v1/history"),
+        ]
+
+        assert warm.status_code == 200
+        assert [(r.status_code, error_code(r)) for r in refused] == [
+            (503, "database_unavailable")
+        ] * 2
+        assert [r.headers.get("Retry-After") for r in refused] == ["1", "1"]
+        assert status_during == "down"
+        assert [r.status_code for r in served] == [200, 200]
+        assert served[1].json()["total"] == 2
+
+    @pytest.mark.covers("FAULT-05")
+    async def test_postmaster_killed_503_while_down_then_first_request_after_restart_200(
+        self, make_client: ClientFactory, postgres_cluster: PostgresCluster
+    ):
+        """SIGKILL of the postmaster, then a restart through crash recovery: refused requests
+        get 503, the first request after the restart is served, and exactly the answered
+        requests have their history rows.
+
+        Integration scope: concurrent text processing (group-committed history rows) → a
+        pool of asyncpg connections killed with their server → crash recovery → the same
+        pool, its dead connections replaced by pre-ping.
+        Business impact: a crashed database costs retryable 503s only, never a 500, never an
+        answer whose audit row is missing, and needs no app restart.
+        Test strategy: 20 requests at once; kill the postmaster; 20 more at once; restart it
+        and wait (a connection of the test's own) until it accepts connections; one request,
+        then 20 at once. Read the history rows with a connection of the test's own.
+        Success criteria: 200s, then 503 `database_unavailable` for all 20 sent while it was
+        down, then 200 at the first attempt and for all 20 after; the history holds exactly
+        the texts answered 200.
+        """
+        client = await make_client(database=own(postgres_cluster))
+
+        async def burst(indexes: range) -> list[tuple[int, Response]]:
+            async def one(index: int) -> tuple[int, Response]:
+                body = {"operation": "summarize", "text": text_of(index)}
+                return index, await client.post("/v1/text/process", json=body)
+
+            return await asyncio.gather(*(one(index) for index in indexes))
+
+        before = await burst(range(20))
+        await asyncio.to_thread(postgres_cluster.kill)
+        while_down = await burst(range(20, 40))
+        await asyncio.to_thread(postgres_cluster.start)
+        await wait_until_accepting(postgres_cluster)
+        first = await burst(range(40, 41))
+        after = await burst(range(41, 61))
+
+        def outcomes(results: list[tuple[int, Response]]) -> set[str]:
+            return {
+                f"{r.status_code} {error_code(r) if r.is_error else ''}".strip() for _, r in results
+            }
+
+        answered = [index for index, r in before + first + after if r.status_code == 200]
+        assert outcomes(before) == outcomes(first) == outcomes(after) == {"200"}
+        assert outcomes(while_down) == {"503 database_unavailable"}
+        assert sorted(await history_hashes(own(postgres_cluster))) == sorted(
+            sha256(text_of(index)) for index in answered
+        )

@@ -1,17 +1,18 @@
-"""Faults under load: a Redis server killed and restarted, a provider failing for everyone.
+"""Faults under load: a Redis server killed and restarted or frozen, a provider failing for
+everyone.
 
 The Redis here is a private `redis-server` process the test starts, kills (SIGKILL, as an OOM
 killer or a crashed host would) and starts again on the same port, so the app's own client and
-connection pool live through a real crash. The provider fails at the pydantic-ai boundary.
+connection pool live through a real crash; or stops with SIGSTOP, a server that accepts
+connections and never answers, behind a proxy that counts the connections the app writes to.
+The provider fails at the pydantic-ai boundary.
 """
 
 import asyncio
-import random
 import shutil
-import socket
 from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 from app.infrastructure.database.engine import Database
@@ -19,7 +20,8 @@ from app.infrastructure.database.models import RequestHistory
 from conftest import OPERATOR_KEY, ClientFactory, DatabaseBackend, RedisBackend
 from fakes.clock import FakeClock
 from fakes.providers import FakeProvider, server_error
-from fakes.services import RedisServerProcess, unavailable
+from fakes.services import RedisServerProcess, frozen, port_no_one_else_gets, unavailable
+from fakes.tcp_proxy import TcpProxy
 from httpx import AsyncClient, Response
 from redis.asyncio import Redis
 from sqlalchemy import func, select
@@ -28,7 +30,7 @@ OPERATOR = {"X-API-Key": OPERATOR_KEY}
 # Public keys get the `pro` tier: high enough that no request of a load is rate limited.
 UNLIMITED = {"rate_limit_tiers": {"free": 60, "pro": 100_000}}
 CONCURRENCY = 20
-# The cache tries Redis again `redis_retry_seconds` (1 s) after a failure; the issue promises 2 s.
+# The process tries Redis again 1 s after a failure (RedisAvailability); the issue promises 2 s.
 BACK_ON_REDIS_WITHIN = 2.0
 CACHE_PREFIX = "llm:cache:"
 LIMIT_PREFIX = "llm:ratelimit:"
@@ -39,19 +41,7 @@ RECOVERY = 30.0
 STORM_SIZE = 100
 
 OnResponse = Callable[[int, Response], None]
-
-
-def port_no_one_else_gets() -> int:
-    """A free port below the OS's ephemeral range (32768 and up by default), which it never
-    hands out by itself: no other process can take it while the test holds Redis down."""
-    for port in random.sample(range(20_000, 32_768), 100):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port between 20000 and 32767")
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -99,6 +89,10 @@ async def bounded_load(
         return response
 
     return await asyncio.gather(*(post(body) for body in bodies))
+
+
+async def process(client: AsyncClient, body: dict[str, Any]) -> Response:
+    return await client.post("/v1/text/process", json=body)
 
 
 def kill_at(redis_process: RedisServerProcess, landed_count: int) -> OnResponse:
@@ -219,13 +213,14 @@ class TestRedisRestarted:
         """Two seconds after Redis comes back, answers are shared through it again, with no
         app restart.
 
-        Integration scope: a load that saw the outage → the cache's and rate limiter's retry
-        windows on the fake clock → the restarted, empty Redis → a second worker.
+        Integration scope: a load that saw the outage → the process's Redis retry window on
+        the fake clock → one request probing the restarted, empty Redis for cache, rate
+        limiter and breaker store at once → a second worker.
         Business impact: workers go back to sharing answers (one provider call per question)
         and rate limits on their own, instead of each paying until someone restarts them.
         Test strategy: a load of 60 that kills Redis at the 20th response; restart it; move
-        the clock by 2 s; send 20 new questions at once; look into Redis with a client of the
-        test's own; ask one of them of a second worker.
+        the clock by 2 s; send one new question (the probe), then 19 more at once; look into
+        Redis with a client of the test's own; ask one of them of a second worker.
         Success criteria: all 20 answers are in Redis and the shared rate-limit window counts
         20; stats say `redis`; the second worker, its memory empty, answers from the cache
         with no provider call.
@@ -239,7 +234,9 @@ class TestRedisRestarted:
         await restart(redis_process)
         clock.advance(BACK_ON_REDIS_WITHIN)
         questions = [distinct_body(index) for index in range(CONCURRENCY)]
-        await bounded_load(client, questions)
+        # The first request after the window probes Redis; concurrent ones stay on memory.
+        await client.post("/v1/text/process", json=questions[0])
+        await bounded_load(client, questions[1:])
         stored = await in_redis(redis)
         calls_before = provider.calls
         second_worker = await make_client(redis=redis, model=provider.model, **UNLIMITED)
@@ -278,6 +275,164 @@ class TestRedisRestarted:
         assert [response.status_code for response in burst] == [200] * CONCURRENCY
         assert await in_redis(redis) == (CONCURRENCY, [CONCURRENCY])
         assert await cache_backend(client) == "redis"
+
+
+# Short, so that the tests waiting out Redis timeouts stay quick; long enough that a healthy
+# Redis on a busy machine never misses it (which would spoil the counts).
+FROZEN_TIMEOUT = 0.25
+REDIS_RETRY = 1.0  # RedisAvailability's retry window
+SETTLE_DEADLINE = 10.0  # the longest a poll below waits for what it expects
+STATS_FLUSH = 5.0  # the cache's stats_flush_seconds
+
+
+@pytest.fixture
+async def redis_proxy(redis_process: RedisServerProcess) -> AsyncIterator[TcpProxy]:
+    """The private Redis behind a proxy that counts the connections clients write to."""
+    async with TcpProxy("127.0.0.1", redis_process.port) as proxy:
+        yield proxy
+
+
+async def connections_used(proxy: TcpProxy, work: Awaitable[T]) -> tuple[T, int]:
+    """What `work` returns, and how many Redis connections the app wrote to meanwhile: against
+    a frozen Redis, each one is a command that waited out its timeout."""
+    before = proxy.heard.copy()
+    result = await work  # a coroutine starts here, after the count was taken
+    return result, proxy.connections_heard_since(before)
+
+
+@pytest.mark.tiers("redis-server")
+class TestRedisFrozen:
+    """Seam: API → rate limiter, cache (its stats included), breaker store on one process-wide
+    Redis availability → a redis-server frozen with SIGSTOP, behind a counting proxy."""
+
+    @pytest.mark.covers("FAULT-06")
+    async def test_frozen_redis_each_request_pays_one_timeout_at_most_then_redis_used_again(
+        self,
+        make_client: ClientFactory,
+        redis_proxy: TcpProxy,
+        redis_process: RedisServerProcess,
+        clock: FakeClock,
+    ):
+        """A Redis that stops answering costs the process one timeout per retry window, not
+        one per component per request; when it resumes, it is used again.
+
+        Integration scope: new texts through rate limiter, cache and breaker store on a real
+        Redis client → a proxy → a redis-server stopped with SIGSTOP, then resumed.
+        Business impact: a hung Redis (a frozen VM, a network dropping packets) must not add
+        up to three socket timeouts to every request, nor take the service down.
+        Test strategy: one request on a healthy Redis; freeze it; five new texts in turn; move
+        the fake clock past the retry window and send three at once; resume Redis, pass the
+        window again and send one more. Count the Redis connections the app wrote to in each
+        step at the proxy: against a frozen server each is one command timed out.
+        Success criteria: every answer 200; the first frozen request used one connection and
+        the next four none; the three concurrent requests one between them (a single probe);
+        after the resume the answer is in Redis and stats say `redis`.
+        """
+        redis = RedisBackend("redis-process", url=f"redis://127.0.0.1:{redis_proxy.port}/0")
+        client = await make_client(redis=redis, redis_timeout_seconds=FROZEN_TIMEOUT, **UNLIMITED)
+        healthy = await client.post("/v1/text/process", json=distinct_body(0))
+
+        assert redis_process.process is not None
+        with frozen(redis_process.process):
+            in_turn = [
+                await connections_used(redis_proxy, process(client, distinct_body(i)))
+                for i in range(1, 6)
+            ]
+            clock.advance(REDIS_RETRY)
+            together, probes = await connections_used(
+                redis_proxy,
+                asyncio.gather(*(process(client, distinct_body(i)) for i in range(6, 9))),
+            )
+        clock.advance(REDIS_RETRY)
+        resumed = await client.post("/v1/text/process", json=distinct_body(9))
+        stored, _ = await in_redis(redis)
+
+        assert healthy.status_code == 200
+        assert [response.status_code for response, _ in in_turn] == [200] * 5
+        assert [used for _, used in in_turn] == [1, 0, 0, 0, 0]
+        assert [response.status_code for response in together] == [200] * 3
+        assert probes == 1
+        assert resumed.status_code == 200
+        assert stored == 2  # the healthy answer and the one after the resume
+        assert await cache_backend(client) == "redis"
+
+    @pytest.mark.covers("FAULT-06")
+    async def test_request_outliving_the_retry_window_does_not_probe_a_second_time(
+        self,
+        make_client: ClientFactory,
+        redis_proxy: TcpProxy,
+        redis_process: RedisServerProcess,
+        provider: FakeProvider,
+        clock: FakeClock,
+    ):
+        """A slow request that met one Redis timeout never meets a second, even when the
+        retry window ends while it waits for the provider.
+
+        Integration scope: one request → rate limiter (times out on the frozen Redis) → a
+        provider call that outlasts the retry window → breaker store and cache write.
+        Business impact: with a real model taking seconds, the slow request would otherwise
+        be the one that probes the still-frozen Redis, paying the timeout twice.
+        Test strategy: freeze Redis; send a new text to a provider that hangs; once the call
+        reached the provider, move the fake clock past the retry window and release it.
+        Count the Redis connections written to during the request at the proxy.
+        Success criteria: 200, and one connection written to during the whole request.
+        """
+        redis = RedisBackend("redis-process", url=f"redis://127.0.0.1:{redis_proxy.port}/0")
+        client = await make_client(
+            redis=redis, model=provider.model, redis_timeout_seconds=FROZEN_TIMEOUT, **UNLIMITED
+        )
+        await client.post("/v1/text/process", json=distinct_body(0))
+        provider.hang()
+
+        async def slow_request() -> Response:
+            request = asyncio.create_task(client.post("/v1/text/process", json=distinct_body(1)))
+            await asyncio.wait_for(provider.hanging.wait(), SETTLE_DEADLINE)
+            clock.advance(2 * REDIS_RETRY)
+            provider.release.set()
+            return await request
+
+        assert redis_process.process is not None
+        with frozen(redis_process.process):
+            response, used = await connections_used(redis_proxy, slow_request())
+
+        assert provider.calls == 2
+        assert response.status_code == 200
+        assert used == 1
+
+    @pytest.mark.covers("FAULT-06")
+    async def test_cache_hit_while_frozen_sends_nothing_to_redis(
+        self,
+        make_client: ClientFactory,
+        redis_proxy: TcpProxy,
+        redis_process: RedisServerProcess,
+        clock: FakeClock,
+    ):
+        """Lookup counts riding on cache hits wait for Redis to answer again: they never make
+        a hit from memory the request that probes a sick Redis.
+
+        Integration scope: an operator's repeated question (no rate limit) → the cache's
+        in-process LRU → its counts, due to be sent to Redis → a frozen redis-server.
+        Business impact: the cheapest request, an answer from memory, must stay cheap in an
+        outage instead of paying a socket timeout to send statistics.
+        Test strategy: answer a question on a healthy Redis; freeze it; let one new text
+        meet the timeout; move the clock past the retry window and the counts' flush
+        interval; ask the first question again; count connections written to at the proxy.
+        Success criteria: the repeated question is a cached 200 and wrote to no connection.
+        """
+        redis = RedisBackend("redis-process", url=f"redis://127.0.0.1:{redis_proxy.port}/0")
+        client = await make_client(
+            redis=redis, api_key=OPERATOR_KEY, redis_timeout_seconds=FROZEN_TIMEOUT
+        )
+        await client.post("/v1/text/process", json=distinct_body(0))
+
+        assert redis_process.process is not None
+        with frozen(redis_process.process):
+            await client.post("/v1/text/process", json=distinct_body(1))
+            clock.advance(STATS_FLUSH)
+            hit, used = await connections_used(redis_proxy, process(client, distinct_body(0)))
+
+        assert (hit.status_code, hit.json()["cached"]) == (200, True)
+        assert used == 0
 
 
 class TestProviderErrorStorm:

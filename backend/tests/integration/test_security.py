@@ -45,13 +45,13 @@ def route_table() -> list[Route]:
 
 
 ROUTES = route_table()
-# Deliberately reachable without a key: liveness, sign-up, and the API documentation.
+# Deliberately reachable without a key: the probes, sign-up, and the public API's documentation
+# (the operator API's document and page need the operator key, like the rest of /internal).
 PUBLIC_ROUTES: list[Route] = [
     ("GET", "/docs"),
-    ("GET", "/docs/oauth2-redirect"),
-    ("GET", "/internal/docs"),
-    ("GET", "/internal/openapi.json"),
+    ("GET", "/healthz"),
     ("GET", "/openapi.json"),
+    ("GET", "/readyz"),
     ("GET", "/redoc"),
     ("POST", "/v1/auth/register"),
     ("GET", "/v1/health"),

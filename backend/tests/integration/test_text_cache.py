@@ -310,6 +310,48 @@ class TestRedisOutage:
         assert (await cache_stats(client))["backend"] == "redis"
         assert (await readiness(client))["overall"] == "ok"
 
+    @pytest.mark.covers("CACHE-11")
+    async def test_invalidate_while_redis_down_says_memory_was_emptied_and_redis_was_not(
+        self,
+        make_client: ClientFactory,
+        redis_link: RedisLink,
+        redis_inspector: Redis,
+        provider: FakeProvider,
+        clock: FakeClock,
+    ):
+        """An invalidation that reached only memory says exactly that, and can be repeated.
+
+        Integration scope: POST /internal/cache/invalidate → LRU emptied → Redis unreachable
+        (a real partition on real tiers) → 503 error body; then Redis back → invalidate again.
+        Business impact: the operator was told "not invalidated" although this worker's memory
+        had been emptied; what happened decides what to do next (the answers in Redis, which
+        every worker reads, are still there: invalidate again once Redis is back).
+        Test strategy: cache two summaries, cut the link, invalidate `summarize`; restore the
+        link and look into Redis; pass the retry window, invalidate again and look again.
+        Success criteria: 503 `cache_unavailable` whose details say 2 removed from memory and
+        Redis down, the message saying the same; the entries still in Redis; the second
+        invalidation 200 and Redis empty of them.
+        """
+        client = await make_client(redis=redis_link.for_app, model=provider.model)
+        await process(client, summarize())
+        await process(client, summarize(ORCHARD))
+        body = {"operation": "summarize"}
+
+        await redis_link.cut()
+        partial = await client.post("/internal/cache/invalidate", json=body, headers=OPERATOR)
+        await redis_link.restore()
+        keys_left_behind = await cache_keys(redis_inspector)
+        clock.advance(1.5)
+        again = await client.post("/internal/cache/invalidate", json=body, headers=OPERATOR)
+
+        error = partial.json()["error"]
+        assert (partial.status_code, error["code"]) == (503, "cache_unavailable")
+        assert error["details"] == {"namespace": "summarize", "memory_removed": 2, "redis": "down"}
+        assert "removed from this worker's memory" in error["message"]
+        assert len(keys_left_behind) == 2
+        assert (again.status_code, again.json()) == (200, {"removed": 2})
+        assert await cache_keys(redis_inspector) == set()
+
 
 class TestSingleFlight:
     """Seam: concurrent requests → TextProcessor's single-flight → one provider call.

@@ -105,31 +105,52 @@ class TestProviderInput:
         assert provider.documents[-1]["text"] == "Alarm off.\nColumns:\tone\ttwo\n[31mRed[0m text."
 
 
-INVALID_REQUESTS: dict[str, tuple[dict[str, Any], str]] = {
-    "qa_without_question": ({"operation": "qa", "text": STORY}, "requires a non-empty 'question'"),
+# Each invalid request, the field its error must point at, and words its message must hold.
+INVALID_REQUESTS: dict[str, tuple[dict[str, Any], list[str | int], str]] = {
+    "qa_without_question": (
+        {"operation": "qa", "text": STORY},
+        ["body", "question"],
+        "question: Field required",
+    ),
     "qa_blank_question": (
         {"operation": "qa", "text": STORY, "question": "   "},
-        "requires a non-empty 'question'",
+        ["body", "question"],
+        "question has no content",
+    ),
+    "whitespace_only_text": (
+        {"operation": "summarize", "text": " \n\t "},
+        ["body", "text"],
+        "text has no content",
     ),
     "text_too_long": (
         {"operation": "summarize", "text": "a" * (MAX_TEXT_LENGTH + 1)},
+        ["body", "text"],
         f"at most {MAX_TEXT_LENGTH} characters",
+    ),
+    "unknown_operation": (
+        {"operation": "translate", "text": STORY},
+        ["body", "operation"],
+        "'summarize', 'sentiment', 'key_points', 'questions', 'qa'",
     ),
     "unknown_option": (
         {"operation": "summarize", "text": STORY, "options": {"max_words": 5}},
+        ["body", "options", "max_words"],
         "max_words",
     ),
     "option_of_another_operation": (
         {"operation": "summarize", "text": STORY, "options": {"max_points": 3}},
+        ["body", "options"],
         "do not apply to 'summarize'",
     ),
     "question_on_other_operation": (
         {"operation": "sentiment", "text": STORY, "question": "Why?"},
+        ["body", "question"],
         "only accepted by 'qa'",
     ),
     "only_control_characters": (
         {"operation": "summarize", "text": "\x00\x01\x02"},
-        "no content once control characters are removed",
+        ["body", "text"],
+        "text has no content",
     ),
 }
 
@@ -145,27 +166,37 @@ class TestRequestValidation:
 
     @pytest.mark.covers("TEXT-02", "TEXT-03")
     @pytest.mark.parametrize(
-        ("body", "message"), INVALID_REQUESTS.values(), ids=INVALID_REQUESTS.keys()
+        ("body", "loc", "message"), INVALID_REQUESTS.values(), ids=INVALID_REQUESTS.keys()
     )
-    async def test_invalid_request_rejected_422_before_provider(
-        self, make_client: ClientFactory, provider: FakeProvider, body: dict[str, Any], message: str
+    async def test_invalid_request_rejected_422_at_its_field_before_provider(
+        self,
+        make_client: ClientFactory,
+        provider: FakeProvider,
+        body: dict[str, Any],
+        loc: list[str | int],
+        message: str,
     ):
-        """A request the operation cannot honour is refused with a message saying why.
+        """A request the operation cannot honour is refused with a message saying why and where.
 
-        Integration scope: shared request contract and the service's cleaning → error mapping.
-        Business impact: a clear 422 lets the caller fix the request; a silent fix-up (a
-        truncated text, an ignored option) would return a wrong answer that looks right.
+        Integration scope: shared request contract (one schema per operation) → FastAPI
+        validation → error mapping.
+        Business impact: a clear 422 lets the caller fix the request, and a `loc` naming the
+        field lets a form mark it; a silent fix-up (a truncated text, an ignored option) would
+        return a wrong answer that looks right.
         Test strategy: one malformed body per case, each a mistake a real client makes.
-        Success criteria: 422 `validation_error` whose message names the problem, and no
-        provider call (nothing is spent on a request that cannot succeed).
+        Success criteria: 422 `validation_error` with one error at the field (the chosen
+        operation never appears in `loc`), a message naming the problem, and no provider call
+        (nothing is spent on a request that cannot succeed).
         """
         client = await make_client(model=provider.model)
 
         response = await client.post("/v1/text/process", json=body)
 
+        error = response.json()["error"]
         assert response.status_code == 422
-        assert response.json()["error"]["code"] == "validation_error"
-        assert message in response.json()["error"]["message"]
+        assert error["code"] == "validation_error"
+        assert [detail["loc"] for detail in error["details"]] == [loc]
+        assert message in error["message"]
         assert provider.calls == 0
 
 

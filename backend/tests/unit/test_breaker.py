@@ -7,14 +7,14 @@ must behave alike. A fake clock moves time by hand; no test sleeps.
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import fakeredis
 import pytest
 from app.core.exceptions import CircuitOpenError, ProviderError, ValidationError
-from app.infrastructure.redis_client import create_redis
+from app.infrastructure.redis_client import RedisAvailability, create_redis
 from app.infrastructure.resilience.breaker import (
     BreakerSnapshot,
     BreakerState,
@@ -31,7 +31,7 @@ from worker_services import Services
 THRESHOLD = 3
 RECOVERY = 30.0
 WINDOW = 60.0
-REDIS_RETRY = 1.0  # RedisBreakerStore's default retry window
+REDIS_RETRY = 1.0  # RedisAvailability's default retry window
 REMEMBER_OPEN = 1.0  # CircuitBreaker's default remember_open_seconds
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
@@ -62,11 +62,16 @@ def new_breaker(store: BreakerStore, clock: FakeClock, **options: Any) -> Circui
     return CircuitBreaker("provider", store, **(settings | options))
 
 
+def redis_store(client: Redis, clock: FakeClock) -> RedisBreakerStore:
+    """A store on `client`, with the Redis availability of a process of its own."""
+    return RedisBreakerStore(RedisAvailability(client, clock=clock))
+
+
 def workers_sharing_redis(
     connect: Callable[[], Redis], clock: FakeClock, count: int
 ) -> list[CircuitBreaker]:
     """One breaker per worker, each with its own Redis client, all on one Redis."""
-    return [new_breaker(RedisBreakerStore(connect()), clock) for _ in range(count)]
+    return [new_breaker(redis_store(connect(), clock), clock) for _ in range(count)]
 
 
 async def open_circuit(breaker: CircuitBreaker, dependency: Dependency) -> None:
@@ -130,12 +135,14 @@ async def redis_clients(kind: str, services: Services) -> AsyncIterator[Connect]
 
 
 @pytest.fixture(params=["memory", "fakeredis", "redis"])
-async def store(request: pytest.FixtureRequest, services: Services) -> AsyncIterator[BreakerStore]:
+async def store(
+    request: pytest.FixtureRequest, services: Services, clock: FakeClock
+) -> AsyncIterator[BreakerStore]:
     if request.param == "memory":
         yield MemoryBreakerStore()
         return
     async with redis_clients(request.param, services) as connect:
-        yield RedisBreakerStore(connect())
+        yield redis_store(connect(), clock)
 
 
 @pytest.fixture(params=["fakeredis", "redis"])
@@ -383,6 +390,25 @@ class TestHalfOpenCircuit:
 
         assert await breaker.call(dependency.succeed) == "answer"
 
+    async def test_trial_stream_closed_early_frees_its_slot(self, make_breaker, clock, dependency):
+        """A streamed answer is one guarded call; its consumer closing it mid-way (GeneratorExit
+        at a yield, not a cancellation) is no verdict, and frees the trial slot."""
+        breaker = make_breaker()
+        await open_circuit(breaker, dependency)
+        clock.advance(RECOVERY)
+
+        async def streamed() -> AsyncGenerator[str, None]:
+            async with breaker.guard():
+                yield "first token"
+                yield "never read"
+
+        tokens = streamed()
+        assert await anext(tokens) == "first token"
+        await tokens.aclose()
+
+        assert (await breaker.snapshot()).state is HALF_OPEN
+        assert await breaker.call(dependency.succeed) == "answer"
+
     async def test_cancelled_trial_frees_only_its_own_slot(
         self, make_breaker, clock, dependency, blocked
     ):
@@ -606,7 +632,7 @@ class TestSharedState:
         assert dependency.calls == THRESHOLD + 1
 
     async def test_state_is_a_redis_hash_named_after_the_breaker(self, connect, clock, dependency):
-        breaker = new_breaker(RedisBreakerStore(connect()), clock)
+        breaker = new_breaker(redis_store(connect(), clock), clock)
 
         await open_circuit(breaker, dependency)
 
@@ -619,7 +645,7 @@ class TestRedisOutage:
     ):
         server = fakeredis.FakeServer()
         server.connected = False
-        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        breaker = new_breaker(redis_store(fakeredis.FakeAsyncRedis(server=server), clock), clock)
 
         await open_circuit(breaker, dependency)
         with pytest.raises(CircuitOpenError):
@@ -632,7 +658,7 @@ class TestRedisOutage:
     async def test_redis_back_brings_shared_state_back(self, clock, dependency):
         server = fakeredis.FakeServer()
         server.connected = False
-        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        breaker = new_breaker(redis_store(fakeredis.FakeAsyncRedis(server=server), clock), clock)
         await open_circuit(breaker, dependency)
 
         server.connected = True
@@ -645,7 +671,7 @@ class TestRedisOutage:
         # stays on its per-process state until the retry window ends, even if Redis is back.
         server = fakeredis.FakeServer()
         server.connected = False
-        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        breaker = new_breaker(redis_store(fakeredis.FakeAsyncRedis(server=server), clock), clock)
         await open_circuit(breaker, dependency)
         server.connected = True
 
@@ -657,7 +683,7 @@ class TestRedisOutage:
     async def test_outage_trial_success_closes_the_per_process_circuit(self, clock, dependency):
         server = fakeredis.FakeServer()
         server.connected = False
-        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        breaker = new_breaker(redis_store(fakeredis.FakeAsyncRedis(server=server), clock), clock)
         await open_circuit(breaker, dependency)
         opened = (await breaker.snapshot()).state
         clock.advance(RECOVERY)
@@ -671,7 +697,7 @@ class TestRedisOutage:
     ):
         server = fakeredis.FakeServer()
         server.connected = False
-        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        breaker = new_breaker(redis_store(fakeredis.FakeAsyncRedis(server=server), clock), clock)
         await open_circuit(breaker, dependency)
 
         await breaker.reset()
@@ -680,7 +706,7 @@ class TestRedisOutage:
 
     async def test_second_outage_warns_again_and_protects_again(self, clock, dependency, caplog):
         server = fakeredis.FakeServer()
-        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        breaker = new_breaker(redis_store(fakeredis.FakeAsyncRedis(server=server), clock), clock)
         server.connected = False
         await open_circuit(breaker, dependency)
         server.connected = True
@@ -699,7 +725,7 @@ class TestRedisOutage:
         self, clock, dependency, blocked
     ):
         server = fakeredis.FakeServer()
-        breaker = new_breaker(RedisBreakerStore(fakeredis.FakeAsyncRedis(server=server)), clock)
+        breaker = new_breaker(redis_store(fakeredis.FakeAsyncRedis(server=server), clock), clock)
         call, release = await blocked.start(breaker)
 
         server.connected = False

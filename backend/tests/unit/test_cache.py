@@ -18,7 +18,7 @@ from app.core.config import load_settings
 from app.core.exceptions import CacheUnavailableError, ConfigurationError
 from app.infrastructure.cache import ResponseCache
 from app.infrastructure.metrics import Metrics
-from app.infrastructure.redis_client import create_redis, ping
+from app.infrastructure.redis_client import RedisAvailability, create_redis, ping
 from fakes.clock import FakeClock
 from fakes.services import free_port
 from redis.asyncio import Redis
@@ -26,6 +26,7 @@ from worker_services import Services
 
 PREFIX = "test:cache:"
 CACHE_LOGGER = "app.infrastructure.cache"
+REDIS_LOGGER = "app.infrastructure.redis_client"
 
 
 @dataclass
@@ -46,7 +47,7 @@ async def redis_under_test(
         yield RedisUnderTest(fake, server)
         await fake.aclose()
         return
-    client = create_redis(services.redis_server_url())
+    client = create_redis(services.redis_server_url(), timeout_seconds=0.5)
     await client.flushdb()
     yield RedisUnderTest(client, None)
     await client.flushdb()
@@ -65,11 +66,23 @@ CacheFactory = Callable[..., ResponseCache]
 
 
 def _factory(redis: Redis | None, clock: FakeClock) -> CacheFactory:
-    def make(**overrides: Any) -> ResponseCache:
+    """Caches on `redis`, each with a Redis availability of its own, as in its own process."""
+
+    def make(*, redis_retry_seconds: float = 1.0, **overrides: Any) -> ResponseCache:
         options: dict[str, Any] = {"key_prefix": PREFIX, "clock": clock} | overrides
-        return ResponseCache(redis, **options)
+        return ResponseCache(_available(redis, clock, redis_retry_seconds), **options)
 
     return make
+
+
+def _available(
+    redis: Redis | None, clock: FakeClock, retry_seconds: float = 1.0
+) -> RedisAvailability | None:
+    return (
+        None
+        if redis is None
+        else RedisAvailability(redis, clock=clock, retry_seconds=retry_seconds)
+    )
 
 
 @pytest.fixture
@@ -87,8 +100,8 @@ def make_memory_cache(clock: FakeClock) -> CacheFactory:
     return _factory(None, clock)
 
 
-def _cache_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == CACHE_LOGGER and r.levelno == logging.WARNING]
+def _warnings(caplog: pytest.LogCaptureFixture, logger: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == logger and r.levelno == logging.WARNING]
 
 
 class TestOptions:
@@ -404,7 +417,7 @@ class TestSerialisation:
 
         assert entry is None
         assert await redis_under_test.client.exists(PREFIX + "summarize:abc") == 0
-        assert len(_cache_warnings(caplog)) == 1
+        assert len(_warnings(caplog, CACHE_LOGGER)) == 1
         assert cache.backend == "redis"
 
 
@@ -659,7 +672,7 @@ class TestRedisOutage:
             await cache.get("summarize:b")
             clock.advance(2)
 
-        assert len(_cache_warnings(caplog)) == 1
+        assert len(_warnings(caplog, REDIS_LOGGER)) == 1
 
     async def test_redis_down_stale_entry_from_memory(
         self, make_fake_cache: CacheFactory, fake_redis: RedisUnderTest, clock: FakeClock
@@ -761,13 +774,17 @@ class TestRedisOutage:
             await cache.invalidate("summarize")
 
         assert "Redis is unavailable" in caught.value.message
-        assert caught.value.details == {"namespace": "summarize"}
+        assert caught.value.details == {
+            "namespace": "summarize",
+            "memory_removed": 0,
+            "redis": "down",
+        }
 
     async def test_unreachable_real_client_get_and_set_served_from_memory(
         self, clock: FakeClock
     ) -> None:
         client = create_redis(f"redis://127.0.0.1:{free_port()}/0", timeout_seconds=0.2)
-        cache = ResponseCache(client, key_prefix=PREFIX, clock=clock)
+        cache = ResponseCache(_available(client, clock), key_prefix=PREFIX, clock=clock)
 
         await cache.set("summarize:a", {"k": 1}, ttl_seconds=60)
         entry = await cache.get("summarize:a")
@@ -870,7 +887,7 @@ class TestRedisClient:
         self, clock: FakeClock
     ) -> None:
         client = fakeredis.FakeAsyncRedis(decode_responses=True)  # keys come back as str
-        cache = ResponseCache(client, key_prefix=PREFIX, clock=clock)
+        cache = ResponseCache(_available(client, clock), key_prefix=PREFIX, clock=clock)
         await cache.set("summarize:a", {"k": 1}, ttl_seconds=60)
         await cache.get("summarize:a")
 

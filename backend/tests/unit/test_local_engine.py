@@ -306,6 +306,29 @@ class TestQuestions:
         assert all(q.startswith("What does the text say about ") for q in result.questions)
         assert any("backoff" in q for q in result.questions)
 
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "Critics said the budget was too small.",
+            "Critics say the budget is too small.",
+            "The report shows the economy is weak.",
+        ],
+    )
+    def test_copula_inside_a_clause_does_not_make_a_what_is_question(self, text: str):
+        result = questions(text, max_questions=5)
+
+        assert result.questions
+        assert not [q for q in result.questions if q.startswith(("What is", "What was"))]
+
+    def test_key_phrase_questions_name_the_noun_with_its_article(self):
+        text = "The council approved the plan. Critics said the budget was too small."
+
+        result = questions(text, max_questions=5)
+
+        assert "What does the text say about the council?" in result.questions
+        assert "What does the text say about the budget?" in result.questions
+        assert not [q for q in result.questions if q.endswith(("approved?", "small?"))]
+
     def test_questions_end_with_a_question_mark_are_unique_and_at_most_max(self):
         result = questions(ARTICLE, max_questions=4)
 

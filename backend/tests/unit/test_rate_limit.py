@@ -7,6 +7,7 @@ import pytest
 from app.core.config import load_settings
 from app.core.exceptions import ConfigurationError
 from app.infrastructure.rate_limit import RateLimiter, RateLimitResult
+from app.infrastructure.redis_client import RedisAvailability
 from fakes.clock import FakeClock
 
 
@@ -18,7 +19,7 @@ def server() -> fakeredis.FakeServer:
 @pytest.fixture
 async def limiter(server: fakeredis.FakeServer, clock: FakeClock) -> AsyncIterator[RateLimiter]:
     redis = fakeredis.FakeAsyncRedis(server=server)
-    yield RateLimiter(redis, clock=clock, redis_retry_seconds=1.0)
+    yield RateLimiter(RedisAvailability(redis, clock=clock, retry_seconds=1.0))
     await redis.aclose()
 
 
@@ -73,7 +74,7 @@ class TestRateLimiter:
         self, server: fakeredis.FakeServer, clock: FakeClock
     ):
         redis = fakeredis.FakeAsyncRedis(server=server)
-        limiter = RateLimiter(redis, clock=clock)
+        limiter = RateLimiter(RedisAvailability(redis, clock=clock))
         before = limiter.backend
         server.connected = False
         await limiter.hit("key:1", per_minute=5)

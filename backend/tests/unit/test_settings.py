@@ -27,6 +27,13 @@ class TestSettingsValidation:
             load_settings()
 
     @pytest.mark.covers("CONF-01")
+    def test_mapping_that_is_not_json_names_the_variable(self, monkeypatch: pytest.MonkeyPatch):
+        monkeypatch.setenv("RATE_LIMIT_TIERS", "nonsense")
+
+        with pytest.raises(ConfigurationError, match="RATE_LIMIT_TIERS: not valid JSON"):
+            load_settings()
+
+    @pytest.mark.covers("CONF-01")
     def test_out_of_range_number_names_the_variable(self, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv("BREAKER_FAILURE_THRESHOLD", "0")
 
@@ -56,11 +63,57 @@ class TestSettingsValidation:
         monkeypatch.setenv("API_KEYS", "pub-1, pub-2")
         monkeypatch.setenv("INTERNAL_API_KEYS", "op-1")
         monkeypatch.setenv("KEY_HASH_SECRET", "s" * 40)
+        monkeypatch.setenv("AI_MODEL", "openai-chat:gpt-4o-mini")
 
         settings = load_settings()
 
         assert settings.api_keys == ["pub-1", "pub-2"]
         assert settings.auto_migrate is False
+
+    @pytest.mark.covers("CONF-02")
+    def test_production_with_the_local_model_is_refused(self, monkeypatch: pytest.MonkeyPatch):
+        monkeypatch.setenv("ENVIRONMENT", "production")
+        monkeypatch.setenv("API_KEYS", "pub-1")
+        monkeypatch.setenv("INTERNAL_API_KEYS", "op-1")
+        monkeypatch.setenv("KEY_HASH_SECRET", "s" * 40)
+        monkeypatch.setenv("AI_MODEL", "local")
+
+        with pytest.raises(ConfigurationError, match=r"AI_MODEL: .* ALLOW_LOCAL_MODEL=true"):
+            load_settings()
+
+    @pytest.mark.covers("CONF-02")
+    def test_production_with_the_local_model_explicitly_allowed_starts(
+        self, monkeypatch: pytest.MonkeyPatch
+    ):
+        monkeypatch.setenv("ENVIRONMENT", "production")
+        monkeypatch.setenv("API_KEYS", "pub-1")
+        monkeypatch.setenv("INTERNAL_API_KEYS", "op-1")
+        monkeypatch.setenv("KEY_HASH_SECRET", "s" * 40)
+        monkeypatch.setenv("ALLOW_LOCAL_MODEL", "true")
+
+        assert load_settings().ai_model == "local"
+
+    @pytest.mark.covers("CONF-01")
+    @pytest.mark.parametrize(
+        "origin", ["*", "https://app.example.com/", "app.example.com", "https://x.io/path"]
+    )
+    def test_cors_origin_that_no_browser_sends_names_the_variable(
+        self, monkeypatch: pytest.MonkeyPatch, origin: str
+    ):
+        monkeypatch.setenv("CORS_ALLOW_ORIGINS", f"https://ok.example.com,{origin}")
+
+        with pytest.raises(ConfigurationError, match="CORS_ALLOW_ORIGINS"):
+            load_settings()
+
+    @pytest.mark.covers("CONF-03")
+    def test_comma_separated_origins_and_hosts_are_split(self, monkeypatch: pytest.MonkeyPatch):
+        monkeypatch.setenv("CORS_ALLOW_ORIGINS", "https://a.example.com, http://localhost:8501")
+        monkeypatch.setenv("ALLOWED_HOSTS", "api.example.com,localhost")
+
+        settings = load_settings()
+
+        assert settings.cors_allow_origins == ["https://a.example.com", "http://localhost:8501"]
+        assert settings.allowed_hosts == ["api.example.com", "localhost"]
 
     @pytest.mark.covers("CONF-03")
     def test_development_defaults_give_dev_keys_and_sqlite(self):

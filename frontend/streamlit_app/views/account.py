@@ -1,19 +1,30 @@
-"""Account: register for a key (shown once), then see usage and limits, or rotate the key."""
+"""Account: register for a key (shown once) or paste one, then see usage and limits, or rotate."""
 
 import streamlit as st
+from shared.accounts import AccountInfo
 from streamlit_app.api_client import ApiError
-from streamlit_app.session import forget_key, open_client, session_config, use_key, uses_own_key
+from streamlit_app.literal import escape_markdown, show_text
+from streamlit_app.session import (
+    forget_key,
+    key_hint,
+    open_client,
+    session_config,
+    use_key,
+    uses_own_key,
+)
 from streamlit_app.ui import run_page, show_error
+
+UNTIL_RELOAD = "until this tab reloads: keep a copy, and paste it here again after a reload."
 
 
 def _show_new_key(api_key: str, why: str) -> None:
     """The key leaves the backend once: show it in this run only, and use it from now on."""
     use_key(api_key)
-    st.success(why)
+    st.success(escape_markdown(why))
     st.code(api_key, language=None)
     st.warning(
-        "Copy this key now: it is shown once, and only its hash is stored. This browser "
-        "session uses it from now on (Process, Batch and History act as this account)."
+        "Copy this key now: it is shown once, and only its hash is stored. This session uses it "
+        f"(Process, Batch and History act as this account) {UNTIL_RELOAD}"
     )
 
 
@@ -37,26 +48,40 @@ def _register() -> None:
         _show_new_key(registered.api_key, welcome)
 
 
-def _account() -> None:
-    st.subheader("Your account")
-    if uses_own_key():
-        st.caption("This session uses the key registered here.")
-        if st.button("Go back to the configured key", key="forget_key"):
-            forget_key()
-            st.rerun()
-    else:
-        st.caption("This session uses the key from BACKEND_API_KEY.")
-    try:
-        with open_client() as client:
-            account = client.me()
-    except ApiError as error:
-        if error.status != 404:
-            raise
-        st.info("The configured key has no account: register below for your own key.")
+def _paste() -> None:
+    st.subheader("Use a key you have")
+    with st.form("paste", clear_on_submit=True):
+        pasted = st.text_input("API key", type="password", key="pasted_key")
+        submitted = st.form_submit_button("Use this key", key="use_pasted_key")
+    if not submitted:
         return
-    st.markdown(
-        f"**{account.display_name}** ({account.email}) · key `{account.key_prefix or '?'}…` · "
-        f":blue-badge[tier: {account.limits.tier}]"
+    api_key = pasted.strip()
+    if not api_key:
+        st.warning("Paste a key first.")
+        return
+    try:
+        with open_client(api_key) as client:
+            client.me()
+    except ApiError as error:
+        if error.status == 401:
+            st.error(
+                "The backend did not accept this key: check that you pasted all of it. A key "
+                "stops working once it is rotated or its account is revoked.",
+                icon=":material/error:",
+            )
+            return
+        if error.status != 404:  # 404: a valid key without an account (one of API_KEYS)
+            show_error(error)
+            return
+    use_key(api_key)
+    st.success(f"This session now uses {escape_markdown(key_hint(api_key))} {UNTIL_RELOAD}")
+
+
+def _show_account(account: AccountInfo) -> None:
+    show_text(f"{account.display_name} ({account.email})")
+    st.caption(
+        f"Key {escape_markdown(account.key_prefix or '?')}… · "
+        f"tier {escape_markdown(account.limits.tier)}"
     )
     requests, hits, calls, limit = st.columns(4)
     requests.metric("Requests", account.usage.requests)
@@ -69,6 +94,26 @@ def _account() -> None:
         _show_new_key(rotated.api_key, "A new key replaces the old one, which no longer works.")
 
 
+def _account() -> None:
+    st.subheader("Your account")
+    if uses_own_key():
+        st.caption(f"This session uses your own key {UNTIL_RELOAD}")
+        if st.button("Go back to the configured key", key="forget_key"):
+            forget_key()
+            st.rerun()
+    else:
+        st.caption("This session uses the key from BACKEND_API_KEY.")
+    try:
+        with open_client() as client:
+            account = client.me()
+    except ApiError as error:
+        if error.status != 404:
+            raise
+        st.info("This key has no account: paste your own key or register below.")
+        return
+    _show_account(account)
+
+
 def render() -> None:
     st.title("Account")
     st.caption(
@@ -77,8 +122,12 @@ def render() -> None:
     )
     account = st.container()
     st.divider()
-    # Registration runs first, so the account above already shows the new key's account.
-    _register()
+    # Pasting and registering run first, so the account above already shows the new key's.
+    paste, register = st.columns(2, gap="large")
+    with paste:
+        _paste()
+    with register:
+        _register()
     with account:
         _account()
 

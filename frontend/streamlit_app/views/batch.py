@@ -9,6 +9,7 @@ import streamlit as st
 from shared.text import MAX_QUESTION_LENGTH, BatchItemResult, Operation
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 from streamlit_app.api_client import ApiError
+from streamlit_app.literal import escape_markdown
 from streamlit_app.session import open_client
 from streamlit_app.ui import OPERATION_LABELS, OPERATIONS, one_line, run_page
 
@@ -25,13 +26,15 @@ def _read_upload(upload: UploadedFile) -> list[str]:
     try:
         content = upload.getvalue().decode("utf-8-sig")  # -sig: spreadsheets often add a BOM
     except UnicodeDecodeError:
-        st.error(f"{upload.name} is not UTF-8 text: save it as UTF-8 and upload it again.")
+        name = escape_markdown(upload.name)
+        st.error(f"{name} is not UTF-8 text: save it as UTF-8 and upload it again.")
         return []
     if not upload.name.lower().endswith(".csv"):
         return _lines(content)
     reader = csv.DictReader(io.StringIO(content))
     if "text" not in (reader.fieldnames or []):
-        st.error(f"{upload.name} has no `text` column (its columns: {reader.fieldnames}).")
+        found = escape_markdown(", ".join(reader.fieldnames or []))
+        st.error(f"{escape_markdown(upload.name)} has no `text` column (its columns: {found}).")
         return []
     return [row["text"].strip() for row in reader if (row["text"] or "").strip()]
 
@@ -67,7 +70,7 @@ def _run(operation: Operation, texts: list[str], question: str | None) -> list[d
                 answer = client.batch(operation, chunk, question=question)
             except ApiError as error:
                 stopped = f"Stopped after {len(rows)} of {len(texts)}: {error.user_message}"
-                st.error(stopped, icon=":material/error:")
+                st.error(escape_markdown(stopped), icon=":material/error:")
                 break
             rows += [_row(start + it.index + 1, chunk[it.index], it) for it in answer.items]
             bar.progress(len(rows) / len(texts), text=f"{len(rows)} of {len(texts)} done")
@@ -104,6 +107,11 @@ def _show(rows: list[dict[str, Any]]) -> None:
     )
 
 
+def _forget_results() -> None:
+    """Results belong to the inputs they came from: a new file or text must not sit above them."""
+    st.session_state.pop("batch_rows", None)
+
+
 def render() -> None:
     st.title("Batch")
     st.caption(
@@ -117,14 +125,22 @@ def render() -> None:
         format_func=OPERATION_LABELS.__getitem__,
         horizontal=True,
         key="batch_operation",
+        on_change=_forget_results,
     )
     question = None
     if operation is Operation.QA:
         question = st.text_input(
-            "Question, asked of every text", key="batch_question", max_chars=MAX_QUESTION_LENGTH
+            "Question, asked of every text",
+            key="batch_question",
+            max_chars=MAX_QUESTION_LENGTH,
+            on_change=_forget_results,
         )
-    typed = st.text_area("Texts, one per line", key="batch_texts", height=150)
-    upload = st.file_uploader("Or upload a file", type=["txt", "csv"], key="batch_file")
+    typed = st.text_area(
+        "Texts, one per line", key="batch_texts", height=150, on_change=_forget_results
+    )
+    upload = st.file_uploader(
+        "Or upload a file", type=["txt", "csv"], key="batch_file", on_change=_forget_results
+    )
     texts = _lines(typed) + (_read_upload(upload) if upload else [])
     if len(texts) > MAX_ITEMS:
         st.warning(f"{len(texts)} texts: only the first {MAX_ITEMS} are processed.")

@@ -6,11 +6,22 @@ from typing import Any
 import streamlit as st
 from shared.text import HistoryRecord
 from streamlit_app.session import open_client
-from streamlit_app.ui import run_page
+from streamlit_app.ui import duration, run_page
 
 MAX_RECORDS = 500
 PAGE_SIZE = 100
 HIT_RATIO_WINDOW = 10  # requests per point of the rolling cache hit ratio
+# Vega-Lite's time axis, on a UTC scale and a 24-hour clock like the table below it; the labels
+# still follow the ticks' granularity (a date at midnight, seconds when ticks are seconds apart).
+TIME_AXIS = {
+    "title": "time (UTC)",
+    "format": {
+        "hours": "%H:%M",
+        "minutes": "%H:%M",
+        "seconds": "%H:%M:%S",
+        "milliseconds": "%H:%M:%S.%L",
+    },
+}
 
 
 def _records() -> tuple[list[HistoryRecord], int]:
@@ -40,6 +51,31 @@ def _timeline(records: list[HistoryRecord]) -> list[dict[str, Any]]:
     return points
 
 
+def _chart(field: str, y_axis: dict[str, Any]) -> dict[str, Any]:
+    """A Vega-Lite line with a dot on every request."""
+    return {
+        "mark": {"type": "line", "point": True},
+        "encoding": {
+            "x": {"field": "time", "type": "temporal", "scale": {"type": "utc"}, "axis": TIME_AXIS},
+            "y": {"field": field, "type": "quantitative", **y_axis},
+        },
+    }
+
+
+def _charts(records: list[HistoryRecord]) -> None:
+    if len(records) < 2:  # a line needs two points, and an axis a span of time
+        st.caption("The charts of latency and cache hits over time start with a second request.")
+        return
+    timeline = _timeline(records)
+    latency_chart, ratio_chart = st.columns(2)
+    latency_chart.subheader("Latency")
+    latency_chart.vega_lite_chart(timeline, _chart("latency (ms)", {}))
+    ratio_chart.subheader("Cache hit ratio")
+    ratio_chart.caption(f"Over the last {HIT_RATIO_WINDOW} requests at each point.")
+    ratio = {"scale": {"domain": [0, 1]}, "axis": {"format": "%"}}
+    ratio_chart.vega_lite_chart(timeline, _chart("cache hit ratio", ratio))
+
+
 def render() -> None:
     st.title("History")
     st.caption("Requests made with this session's key, newest first. Texts are never stored.")
@@ -51,15 +87,9 @@ def render() -> None:
     requests, hit_ratio, latency = st.columns(3)
     requests.metric("Requests", total)
     hit_ratio.metric("Cache hit ratio", f"{sum(r.cached for r in records) / len(records):.0%}")
-    latency.metric("Median latency", f"{median(r.latency_ms for r in records):.0f} ms")
+    latency.metric("Median latency", duration(median(r.latency_ms for r in records)))
 
-    timeline = _timeline(records)
-    latency_chart, ratio_chart = st.columns(2)
-    latency_chart.subheader("Latency")
-    latency_chart.line_chart(timeline, x="time", y="latency (ms)")
-    ratio_chart.subheader("Cache hit ratio")
-    ratio_chart.caption(f"Over the last {HIT_RATIO_WINDOW} requests at each point.")
-    ratio_chart.line_chart(timeline, x="time", y="cache hit ratio")
+    _charts(records)
 
     st.subheader("Requests")
     if total > len(records):

@@ -1,11 +1,35 @@
-"""Process: one text, one operation, the result with its badges and latency."""
+"""Process: one text, one operation, the result with its badges and latency.
+
+Summaries and answers are streamed (/v1/text/stream): their text shows as the model writes it,
+literally (model output is text, not Markdown), and the result replaces it once complete. The
+other operations' results are only useful whole, so they come from /v1/text/process.
+"""
+
+from contextlib import closing
 
 import streamlit as st
-from shared.text import MAX_QUESTION_LENGTH, MAX_TEXT_LENGTH, OPTIONS_BY_OPERATION, Operation
-from streamlit_app.api_client import ApiError
+from shared.text import (
+    MAX_QUESTION_LENGTH,
+    MAX_TEXT_LENGTH,
+    OPTIONS_BY_OPERATION,
+    TEXT_FIELDS,
+    Operation,
+    StreamDelta,
+    StreamMeta,
+    TextProcessResponse,
+)
+from streamlit_app.api_client import ApiClient, ApiError
 from streamlit_app.samples import SAMPLES
 from streamlit_app.session import open_client
-from streamlit_app.ui import OPERATION_LABELS, OPERATIONS, run_page, show_error, show_result
+from streamlit_app.ui import (
+    OPERATION_LABELS,
+    OPERATIONS,
+    badges,
+    duration,
+    run_page,
+    show_error,
+    show_result,
+)
 
 # name: (label, default, maximum); the backend enforces the same bounds.
 OPTION_INPUTS = {
@@ -54,6 +78,35 @@ def _form() -> tuple[Operation, str, dict[str, int], str | None, bool]:
     return operation, text, options, question or None, skip_cache
 
 
+def _streamed(
+    client: ApiClient,
+    operation: Operation,
+    text: str,
+    options: dict[str, int],
+    question: str | None,
+    skip_cache: bool,
+) -> TextProcessResponse:
+    """Show the answer as it arrives; return the complete response once it has."""
+    live = st.empty()
+    with live.container():
+        badge_slot, text_slot = st.empty(), st.empty()
+        written = ""
+        events = client.stream(
+            operation, text, options=options, question=question, skip_cache=skip_cache
+        )
+        with closing(events):
+            for event in events:
+                if isinstance(event, StreamMeta):
+                    badge_slot.markdown(badges(event))
+                elif isinstance(event, StreamDelta):
+                    written += event.text
+                    text_slot.text(written)
+                else:
+                    live.empty()  # the complete result is shown in its place
+                    return event
+    raise ApiError("The answer stopped before it was complete. Try again in a moment.")
+
+
 def render() -> None:
     st.title("Process a text")
     st.caption(
@@ -71,10 +124,19 @@ def render() -> None:
                 st.warning("Paste a text first, or try a sample.")
                 return
             try:
-                with open_client() as client, st.spinner("Processing..."):
-                    st.session_state.process_response = client.process(
-                        operation, text, options=options, question=question, skip_cache=skip_cache
-                    )
+                with open_client() as client:
+                    if operation in TEXT_FIELDS:
+                        answer = _streamed(client, operation, text, options, question, skip_cache)
+                    else:
+                        with st.spinner("Processing..."):
+                            answer = client.process(
+                                operation,
+                                text,
+                                options=options,
+                                question=question,
+                                skip_cache=skip_cache,
+                            )
+                    st.session_state.process_response = answer
             except ApiError as error:  # shown beside the form, where the result would be
                 show_error(error)
                 return
@@ -83,7 +145,13 @@ def render() -> None:
             st.caption("The result appears here.")
             return
         st.subheader(f"Result: {OPERATION_LABELS[response.operation]}")
-        st.metric("Latency", f"{response.processing_time_ms:.0f} ms")
+        st.metric(
+            "Latency",
+            duration(response.processing_time_ms),
+            delta="from the cache, no model call" if response.cached else None,
+            delta_color="off",
+            delta_arrow="off",
+        )
         show_result(response)
 
 

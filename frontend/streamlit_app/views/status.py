@@ -1,7 +1,10 @@
-"""Status: is the backend up; with an operator key, its dependencies, breakers and cache."""
+"""Status: is the backend up and ready (its public probes); with an operator key, its circuit
+breakers and cache."""
 
 import streamlit as st
+from shared.health import ReadinessResponse
 from streamlit_app.api_client import ApiError
+from streamlit_app.literal import escape_markdown
 from streamlit_app.session import open_client, session_config
 from streamlit_app.ui import run_page
 
@@ -12,16 +15,19 @@ HEALTH_BADGES = {
 }
 
 
-def _operator_view() -> None:
-    with open_client() as client:
-        ready = client.readiness()
-        breakers = client.breakers().breakers
-        cache = client.cache_stats()
-
+def _readiness_view(ready: ReadinessResponse) -> None:
     st.subheader(f"Readiness {HEALTH_BADGES[ready.status]}")
     for dependency in ready.dependencies:
-        detail = f": {dependency.detail}" if dependency.detail else ""
-        st.markdown(f"{HEALTH_BADGES[dependency.status]} **{dependency.name}**{detail}")
+        # A detail can quote a driver's error message: text, not Markdown.
+        detail = f": {escape_markdown(dependency.detail)}" if dependency.detail else ""
+        name = escape_markdown(dependency.name)
+        st.markdown(f"{HEALTH_BADGES[dependency.status]} **{name}**{detail}")
+
+
+def _operator_view() -> None:
+    with open_client() as client:
+        breakers = client.breakers().breakers
+        cache = client.cache_stats()
 
     st.subheader("Circuit breakers")
     st.dataframe(
@@ -37,7 +43,7 @@ def _operator_view() -> None:
     )
 
     st.subheader("Cache")
-    st.caption(f"Backend: {cache.backend}")
+    st.caption(f"Backend: {escape_markdown(cache.backend)}")
     hits, misses, ratio, keys = st.columns(4)
     hits.metric("Hits", cache.hits, help=f"{cache.stale_hits} stale hits served while degraded")
     misses.metric("Misses", cache.misses)
@@ -51,11 +57,13 @@ def render() -> None:
     st.caption(f"The backend at {config.backend_url}.")
     with open_client() as client:
         live = client.liveness()
-    st.success(f"The backend is up (version {live.version}).")
+        ready = client.readiness()
+    st.success(f"The backend is up (version {escape_markdown(live.version)}).")
+    _readiness_view(ready)
     try:
         _operator_view()
     except ApiError as error:
-        st.info(error.user_message)
+        st.info(escape_markdown(error.user_message))
 
 
 run_page(render)

@@ -1,8 +1,11 @@
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Body
 from shared.operator import CacheStats, InvalidateRequest, InvalidateResponse
 
+from app.api import examples
 from app.api.deps import ResourcesDep
-from app.api.responses import errors
+from app.api.responses import BODY_ERRORS, errors
 
 router = APIRouter(prefix="/cache", tags=["cache"])
 
@@ -23,8 +26,11 @@ async def stats(resources: ResourcesDep) -> CacheStats:
 @router.post(
     "/invalidate",
     summary="Remove cached answers of one operation, or all",
-    responses=errors(400, 413, 422, 503),
+    responses={**BODY_ERRORS, **errors(503)},
 )
-async def invalidate(resources: ResourcesDep, body: InvalidateRequest) -> InvalidateResponse:
+async def invalidate(
+    resources: ResourcesDep,
+    body: Annotated[InvalidateRequest, Body(openapi_examples=examples.INVALIDATE)],
+) -> InvalidateResponse:
     namespace = body.operation.value if body.operation else None
     return InvalidateResponse(removed=await resources.cache.invalidate(namespace))

@@ -1,7 +1,7 @@
 from typing import Any
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.deps import ResourcesDep
 
@@ -19,5 +19,4 @@ _PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
     "/metrics", summary="Prometheus metrics", response_class=Response, responses=_PROMETHEUS_TEXT
 )
 async def metrics(resources: ResourcesDep) -> Response:
-    body = generate_latest(resources.metrics.registry)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    return Response(resources.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

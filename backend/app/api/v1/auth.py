@@ -1,8 +1,11 @@
 """Self-service accounts: register for a key, see your account, rotate your key."""
 
-from fastapi import APIRouter, Request, status
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Request, status
 from shared.accounts import AccountInfo, RegisterRequest, RegisterResponse, RotateResponse
 
+from app.api import examples
 from app.api.deps import PrincipalDep, ResourcesDep, charge_registration
 from app.api.responses import BODY_ERRORS, errors
 from app.core.exceptions import NotFoundError
@@ -28,7 +31,9 @@ def _issued_key(principal: Principal) -> tuple[int, int]:
     responses={**BODY_ERRORS, **errors(409, 429, 503)},
 )
 async def register(
-    request: Request, body: RegisterRequest, resources: ResourcesDep
+    request: Request,
+    body: Annotated[RegisterRequest, Body(openapi_examples=examples.REGISTER)],
+    resources: ResourcesDep,
 ) -> RegisterResponse:
     await charge_registration(request)
     return await resources.accounts.register(body)

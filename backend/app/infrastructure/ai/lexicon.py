@@ -60,6 +60,17 @@ IRREGULAR_PARTICIPLES: Final = _words(
     """
 )
 
+# Verbs that report or judge, in the present tense and irregular pasts not listed above
+# (regular "-ed" forms are known by their ending). Inside "Critics say the budget is ..." such a
+# verb shows that the copula belongs to a clause, not to the sentence's subject.
+CLAUSE_VERBS: Final = _words(
+    """
+    say says claim claims argue argues think thinks believe believes report reports show shows
+    suggest suggests note notes warn warns expect expects know knows knew feel feels felt find
+    finds hope hopes fear fears insist insists admit admits agree agrees mean means
+    """
+)
+
 # Abbreviations whose full stop does not end a sentence ("Dr. Smith", "e.g. this").
 ABBREVIATIONS: Final = _words(
     "mr mrs ms dr prof sr jr st vs etc e.g i.e cf al inc ltd co corp fig approx dept est a.m p.m"

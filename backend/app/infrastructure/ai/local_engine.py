@@ -88,6 +88,7 @@ class _Phrase:
     key: tuple[str, ...]
     surface: str
     first: int
+    before: tuple[str, ...]  # the (up to) two words before its first occurrence, folded
     count: int = 0
     sentences: list[int] = field(default_factory=list)
     score: float = 0.0
@@ -208,9 +209,9 @@ def questions(text: str, max_questions: int = 3) -> QuestionsResult:
             break
         # One question per topic: skip a phrase that is mostly words already asked about.
         is_new = len(set(phrase.key) & asked) * 2 < len(phrase.key)
-        if is_new and len(phrase.surface) <= MAX_PHRASE_CHARS:
-            surface = _decapitalise(phrase.surface, document.lowercase_words)
-            add(f"What does the text say about {surface}?", phrase.key)
+        topic = _topic(phrase, document.lowercase_words)
+        if is_new and topic is not None and len(phrase.surface) <= MAX_PHRASE_CHARS:
+            add(f"What does the text say about {topic}?", phrase.key)
     if not found and any(s.stems for s in sentences):
         found.append(FALLBACK_QUESTION)
     return QuestionsResult(questions=found[:limit])
@@ -502,7 +503,9 @@ def _extract_phrases(sentences: list[_Sentence]) -> dict[tuple[str, ...], _Phras
                 phrase = phrases.get(key)
                 if phrase is None:
                     surface = sentence.text[chunk[0].start : chunk[-1].end]
-                    phrase = phrases[key] = _Phrase(key, surface, first=len(phrases))
+                    at = sentence.tokens.index(chunk[0])
+                    before = tuple(t.folded for t in sentence.tokens[max(0, at - 2) : at])
+                    phrase = phrases[key] = _Phrase(key, surface, len(phrases), before)
                 phrase.count += 1
                 if sentence.index not in phrase.sentences:
                     phrase.sentences.append(sentence.index)
@@ -561,6 +564,11 @@ def _definition_question(
     ):
         return None
 
+    # A noun phrase only: a verb ("Critics said the budget was") or a second article ("The
+    # report shows the economy is") inside it means the copula belongs to a clause of its own.
+    if any(t.folded in lexicon.DETERMINERS or _is_verb(t.folded) for t in subject[1:]):
+        return None
+
     verb = tokens[copula].folded
     subject_text = _decapitalise(sentence.text[subject[0].start : subject[-1].end], lowercase_words)
     stems = tuple(t.stem for t in subject if t.content)
@@ -582,6 +590,31 @@ def _is_participle(word: str) -> bool:
     return word in lexicon.IRREGULAR_PARTICIPLES or (
         word.endswith("ed") and len(word) > 4 and word.isascii()
     )
+
+
+def _topic(phrase: _Phrase, lowercase_words: frozenset[str]) -> str | None:
+    """The phrase as the object of "What does the text say about ...?": its nouns, with "the"
+    where the text had an article; None for what follows a copula ("was too small"), which
+    describes a topic rather than names one ("there are three caches" does name one)."""
+    before = [w for w in phrase.before if w not in lexicon.INTENSIFIERS]
+    predicate = bool(before) and (before[-1] in lexicon.COPULAS or before[-1] in lexicon.NEGATORS)
+    if predicate and before[-2:-1] != ["there"]:
+        return None
+    noun = _decapitalise(_noun_part(phrase.surface), lowercase_words)
+    return f"the {noun}" if before and before[-1] in lexicon.DETERMINERS else noun
+
+
+def _is_verb(word: str) -> bool:
+    """A verb that ends a noun phrase ("council approved", "critics say"); a participle first
+    in a phrase is an adjective ("cached answers") and is not asked about here."""
+    return _is_participle(word) or word in lexicon.CLAUSE_VERBS
+
+
+def _noun_part(phrase: str) -> str:
+    """The phrase up to its first verb after the first word: "council approved" → "council"."""
+    words = phrase.split(" ")
+    end = next((i for i, w in enumerate(words[1:], start=1) if _is_verb(w.lower())), len(words))
+    return " ".join(words[:end])
 
 
 def _decapitalise(phrase: str, lowercase_words: frozenset[str]) -> str:

@@ -7,10 +7,15 @@ model unchanged. Retries, timeouts and the breaker are the resilience layer's jo
 SDK's own hidden retries are turned off here.
 """
 
+import asyncio
 import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import anyio
 from pydantic import BaseModel
 from pydantic_ai import Agent
 from pydantic_ai.exceptions import (
@@ -20,7 +25,10 @@ from pydantic_ai.exceptions import (
     UnexpectedModelBehavior,
     UserError,
 )
+from pydantic_ai.messages import ModelResponse
 from pydantic_ai.models import Model, infer_model
+from pydantic_ai.usage import RunUsage
+from pydantic_core import from_json
 from shared.text import RESULT_TYPE_BY_OPERATION, Operation
 
 from app.core.config import Settings
@@ -31,6 +39,14 @@ from app.core.exceptions import (
     ProviderTimeoutError,
 )
 from app.infrastructure.ai.local_model import LOCAL_MODEL_NAME, local_model
+
+if TYPE_CHECKING:
+    from pydantic_ai.models.instrumented import InstrumentationSettings
+
+# Called with the HTTP client of an OpenAI-compatible model as it is built (to trace it).
+HttpClientHook = Callable[[Any], None]
+
+logger = logging.getLogger(__name__)
 
 # Part of every cache key: bump it when the instructions change, so old answers are not reused.
 PROMPT_VERSION = "2026-11-25.1"
@@ -75,15 +91,28 @@ class ProviderRequest:
         return json.dumps(document, ensure_ascii=False)
 
 
-def build_model(settings: Settings) -> Model:
+@dataclass(frozen=True)
+class ProviderAnswer:
+    """A result and the tokens the run cost, as pydantic-ai's usage reports them (every request
+    of the run, the output-validation retry included)."""
+
+    output: BaseModel
+    input_tokens: int
+    output_tokens: int
+    estimated: bool  # the local model counts no tokens: pydantic-ai estimated them
+
+
+def build_model(settings: Settings, on_http_client: HttpClientHook | None = None) -> Model:
     """The model AI_MODEL names; a bad name or a missing key is a ConfigurationError."""
     if settings.ai_model == LOCAL_MODEL_NAME:
-        return local_model()
+        return local_model(settings.local_stream_delay_seconds)
     provider_name, _, model_name = settings.ai_model.partition(":")
     api_key = settings.ai_api_key.get_secret_value() if settings.ai_api_key else None
     try:
         if provider_name in {"openai", "openai-chat"} and (settings.ai_base_url or api_key):
-            return _openai_compatible(provider_name, model_name, settings.ai_base_url, api_key)
+            return _openai_compatible(
+                provider_name, model_name, settings.ai_base_url, api_key, on_http_client
+            )
         if api_key:
             raise ConfigurationError(
                 f"AI_API_KEY is only applied to openai: models; for {provider_name!r} set the "
@@ -99,16 +128,25 @@ def build_model(settings: Settings) -> Model:
 
 
 def _openai_compatible(
-    provider_name: str, model_name: str, base_url: str | None, api_key: str | None
+    provider_name: str,
+    model_name: str,
+    base_url: str | None,
+    api_key: str | None,
+    on_http_client: HttpClientHook | None,
 ) -> Model:
-    from openai import AsyncOpenAI
+    from openai import AsyncOpenAI, DefaultAsyncHttpxClient
     from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
     from pydantic_ai.providers.openai import OpenAIProvider
 
     if not model_name:
         raise ConfigurationError(f"AI_MODEL needs a model name after '{provider_name}:'")
+    http_client = DefaultAsyncHttpxClient()  # the SDK's defaults, in a client we can trace
+    if on_http_client is not None:
+        on_http_client(http_client)
     # max_retries=0: the SDK would otherwise retry twice on its own, invisible to our breaker.
-    client = AsyncOpenAI(base_url=base_url, api_key=api_key or "not-needed", max_retries=0)
+    client = AsyncOpenAI(
+        base_url=base_url, api_key=api_key or "not-needed", max_retries=0, http_client=http_client
+    )
     provider = OpenAIProvider(openai_client=client)
     if provider_name == "openai-chat":
         return OpenAIChatModel(model_name, provider=provider)
@@ -118,7 +156,9 @@ def _openai_compatible(
 class AIProvider:
     """One attempt at an operation; pydantic-ai's errors leave as our ProviderError family."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(
+        self, model: Model, instrumentation: "InstrumentationSettings | None" = None
+    ) -> None:
         self.model = model
         self.model_id = (
             LOCAL_MODEL_NAME
@@ -131,9 +171,34 @@ class AIProvider:
                 output_type=RESULT_TYPE_BY_OPERATION[operation],
                 instructions=INSTRUCTIONS[operation],
                 retries=1,  # invalid output is sent back for one more try, then it is an error
+                name=operation.value,  # names the agent's span: `invoke_agent summarize`
             )
             for operation in Operation
         }
+        for agent in self._agents.values():
+            agent.instrument = instrumentation  # None: not traced
+
+    async def check(self, timeout_seconds: float) -> str | None:
+        """Why the provider would refuse our calls, by the cheapest request it has; None when it
+        accepts them or has no such request.
+
+        OpenAI-compatible servers list their models (`GET /models`): it costs no tokens and
+        answers 401 to a bad key, which otherwise shows only once real requests fail.
+        """
+        from openai import APIError, APIStatusError, AsyncOpenAI
+
+        client = getattr(self.model, "client", None)
+        if not isinstance(client, AsyncOpenAI):
+            return None
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                await client.models.list()
+        except APIStatusError as exc:
+            return f"the provider answered HTTP {exc.status_code} to a model listing"
+        except (APIError, TimeoutError) as exc:
+            logger.warning("provider check failed: %s", type(exc).__name__)
+            return "the provider does not answer"
+        return None
 
     async def aclose(self) -> None:
         """Close the model's HTTP client; ours (openai-compatible) is not owned by its provider."""
@@ -141,24 +206,131 @@ class AIProvider:
         if client is not None and hasattr(client, "close"):
             await client.close()
 
-    async def run(self, request: ProviderRequest) -> BaseModel:
+    async def run(self, request: ProviderRequest) -> ProviderAnswer:
         agent = self._agents[request.operation]
-        try:
+        with _translated_errors():
             result = await agent.run(request.as_user_message())
-        except ModelTimeoutError as exc:
-            raise ProviderTimeoutError(
-                "The AI provider did not answer in time.", transient=True
-            ) from exc
-        except ModelHTTPError as exc:
-            raise _http_error(exc) from exc
-        except ModelAPIError as exc:  # connection errors and the like
-            raise ProviderError(f"The AI provider is unreachable: {exc}", transient=True) from exc
-        except UnexpectedModelBehavior as exc:
-            raise InvalidProviderOutputError(
-                "The AI provider's answer did not match the expected result, even after a retry."
-            ) from exc
-        output: BaseModel = result.output
-        return output
+        return _answer(result.output, result.usage, estimated=self._estimates_usage)
+
+    @property
+    def _estimates_usage(self) -> bool:
+        return self.model_id == LOCAL_MODEL_NAME
+
+    @asynccontextmanager
+    async def stream(self, request: ProviderRequest) -> AsyncIterator["ProviderStream"]:
+        """The answer as the model streams it, read by a task of its own; leaving cancels that
+        task, which closes the model's stream (its HTTP response) whether or not it ended."""
+        stream = ProviderStream(estimated=self._estimates_usage)
+        agent = self._agents[request.operation]
+        reader = asyncio.create_task(stream.read(agent, request.as_user_message()))
+        try:
+            yield stream
+        finally:
+            reader.cancel()
+            with anyio.CancelScope(shield=True):  # leave once the model's stream is closed
+                await asyncio.wait([reader])
+
+
+class ProviderStream:
+    """One streamed answer: the output's arguments as they grow, then the validated output
+    and the tokens it cost (read once the model's stream has ended, as for `run`).
+
+    A task of its own reads the model's stream, because pydantic-ai's `run_stream` holds anyio
+    cancel scopes while it is open: a caller that yields events inside it (a response generator)
+    could not be closed by a server without leaving those scopes out of order. Here they are
+    entered and left by the reading task alone, and the caller only waits on this object.
+
+    Snapshots are the output tool call's arguments parsed as partial JSON, so a text field can
+    be read before the fields after it have arrived (pydantic-ai's own partial validation waits
+    for every required field). Only the latest is kept: a slow reader gets fewer, larger steps.
+    Unlike `run`, an invalid output is not sent back for another try (pydantic-ai cannot retry
+    inside a stream): it is InvalidProviderOutputError at once.
+    """
+
+    def __init__(self, *, estimated: bool) -> None:
+        self._estimated = estimated
+        self._latest: dict[str, Any] | None = None
+        self._answer: ProviderAnswer | None = None
+        self._error: Exception | None = None
+        self._finished = False
+        self._changed = asyncio.Event()
+
+    async def read(self, agent: Agent[None, Any], prompt: str) -> None:
+        try:
+            async with agent.run_stream(prompt) as result:
+                async for response in result.stream_response(debounce_by=None):
+                    self._latest = _arguments(response)
+                    self._changed.set()
+                output = await result.get_output()
+                self._answer = _answer(output, result.usage, estimated=self._estimated)
+        except Exception as exc:  # handed to the caller, who raises it as ours
+            self._error = exc
+        self._finished = True
+        self._changed.set()
+
+    async def next_snapshot(self) -> dict[str, Any] | None:
+        """The arguments received so far (possibly `{}`), or None once the model is done."""
+        while True:
+            if self._latest is not None:
+                latest, self._latest = self._latest, None
+                return latest
+            if self._finished:
+                self._raise_error()
+                return None
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def answer(self) -> ProviderAnswer:
+        """The validated output and its usage, once every snapshot has been read."""
+        while not self._finished:
+            self._changed.clear()
+            await self._changed.wait()
+        self._raise_error()
+        assert self._answer is not None
+        return self._answer
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            with _translated_errors(retried=False):
+                raise self._error
+
+
+def _answer(output: BaseModel, usage: RunUsage, *, estimated: bool) -> ProviderAnswer:
+    return ProviderAnswer(output, usage.input_tokens, usage.output_tokens, estimated)
+
+
+def _arguments(response: ModelResponse) -> dict[str, Any]:
+    if not response.tool_calls:
+        return {}
+    arguments = response.tool_calls[0].args
+    if not isinstance(arguments, str):
+        return dict(arguments or {})
+    try:
+        parsed = from_json(arguments, allow_partial="trailing-strings")
+    except ValueError:  # cut inside an escape sequence: the next chunk completes it
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+@contextmanager
+def _translated_errors(*, retried: bool = True) -> Iterator[None]:
+    """pydantic-ai's errors as our ProviderError family; everything else passes unchanged.
+    `retried`: whether an invalid output was sent back to the model once before failing."""
+    try:
+        yield
+    except ModelTimeoutError as exc:
+        raise ProviderTimeoutError(
+            "The AI provider did not answer in time.", transient=True
+        ) from exc
+    except ModelHTTPError as exc:
+        raise _http_error(exc) from exc
+    except ModelAPIError as exc:  # connection errors, a stream cut before its end, and the like
+        raise ProviderError(f"The AI provider is unreachable: {exc}", transient=True) from exc
+    except UnexpectedModelBehavior as exc:
+        raise InvalidProviderOutputError(
+            "The AI provider's answer did not match the expected result"
+            + (", even after a retry." if retried else ".")
+        ) from exc
 
 
 def _http_error(exc: ModelHTTPError) -> ProviderError:

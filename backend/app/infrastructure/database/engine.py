@@ -1,14 +1,21 @@
-"""The async engine and its sessions; driver outages leave as DatabaseUnavailableError."""
+"""The async engine and its sessions; driver outages leave as DatabaseUnavailableError.
+
+Whether an error is an outage ("the database cannot take this connection or transaction now",
+worth retrying) or a bug is decided here once, by what the driver says rather than by message
+text: PostgreSQL's SQLSTATE, SQLite's result code, the socket's OSError, SQLAlchemy's pool.
+"""
 
 import logging
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -16,15 +23,67 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.core.exceptions import DatabaseUnavailableError
+from app.core.exceptions import AppError, DatabaseUnavailableError
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
-# Connection-level failures: the database is down or unreachable, not a bug in our SQL.
-UNAVAILABLE_ERRORS = (OperationalError, OSError, TimeoutError, ConnectionError)
+# The service serves again within a second of the database accepting connections (pre-ping
+# replaces dead pooled connections, nothing of ours backs off), so clients are told to retry then.
+RETRY_AFTER_SECONDS = 1.0
+
+# PostgreSQL SQLSTATE classes meaning "not now" (Appendix A of its manual): 08 connection
+# exception; 53 insufficient resources (too many connections, out of memory or disk); 57P
+# operator intervention: admin or crash shutdown, cannot connect now (starting up, in recovery),
+# database dropped, idle session timeout. Not 57014, a cancelled statement, which is ours.
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
+# 25006 read_only_sql_transaction: a write reached a standby, as during a failover.
+_UNAVAILABLE_SQLSTATES = frozenset({"25006"})
+# SQLite primary result codes (an extended code's low byte) with the same meaning: the write
+# lock still held when the busy timeout ends, the file unopenable or its volume failing or full.
+# SQLITE_ERROR, which covers bad SQL and missing tables, is a bug and stays a 500.
+_UNAVAILABLE_SQLITE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+    }
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot take this connection or transaction now."""
+    if isinstance(exc, PoolTimeoutError):  # every pooled connection busy past pool_timeout
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True  # the dialect saw the connection die (closed mid-transaction, reset)
+    for error in _causes(exc):
+        if isinstance(error, OSError):  # refused, reset, unreachable, timed out connecting
+            return True
+        sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        if isinstance(sqlstate, str):
+            return sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES) or (
+                sqlstate in _UNAVAILABLE_SQLSTATES
+            )
+        code = getattr(error, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            return code & 0xFF in _UNAVAILABLE_SQLITE_CODES
+    return False
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then the driver's error SQLAlchemy wraps (`orig`), then what each was raised from."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        orig = getattr(error, "orig", None)
+        error = orig if isinstance(orig, BaseException) else error.__cause__
 
 
 def alembic_config(url: str) -> "Config":
@@ -37,18 +96,29 @@ def alembic_config(url: str) -> "Config":
 
 
 class Database:
-    def __init__(self, url: str, *, connect_timeout_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout_seconds: float = 5.0,
+        busy_timeout_seconds: float = 30.0,
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         connect_args: dict[str, Any] = (
-            {"timeout": 30}  # wait for the write lock instead of failing under concurrency
+            # The busy timeout: wait for the write lock instead of failing under concurrency.
+            {"timeout": busy_timeout_seconds}
             if self.is_sqlite
             else {"timeout": connect_timeout_seconds}
         )
         if self.is_sqlite:
             _ensure_sqlite_folder(url)
         self.engine: AsyncEngine = create_async_engine(
-            url, connect_args=connect_args, pool_pre_ping=not self.is_sqlite
+            url,
+            connect_args=connect_args,
+            pool_pre_ping=not self.is_sqlite,
+            # Parameters are user data (emails, names): never in SQL logs or error messages.
+            hide_parameters=True,
         )
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -60,12 +130,14 @@ class Database:
         try:
             async with self.sessions.begin() as session:
                 yield session
-        except UNAVAILABLE_ERRORS as exc:
-            raise DatabaseUnavailableError("The database is unavailable; try again.") from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise DatabaseUnavailableError("The database connection was lost.") from exc
-            raise
+        except AppError:
+            raise  # raised by the caller's code in the block, whatever it was raised from
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            raise DatabaseUnavailableError(
+                "The database is unavailable; try again.", retry_after_seconds=RETRY_AFTER_SECONDS
+            ) from exc
 
     async def ping(self) -> bool:
         try:
@@ -76,20 +148,30 @@ class Database:
             return False
         return True
 
-    async def migrate(self) -> None:
+    async def migrate(self) -> str | None:
+        """Upgrade the schema to the newest revision; say so in one line, and return it."""
         async with self.engine.begin() as connection:
-            await connection.run_sync(_upgrade_to_head, self.url)
+            before, after = await connection.run_sync(_upgrade_to_head, self.url)
+        if before == after:
+            logger.info("database schema up to date (revision %s)", after)
+        else:
+            logger.info("database schema migrated from %s to %s", before or "empty", after)
+        return after
 
     async def dispose(self) -> None:
         await self.engine.dispose()
 
 
-def _upgrade_to_head(connection: Connection, url: str) -> None:
+def _upgrade_to_head(connection: Connection, url: str) -> tuple[str | None, str | None]:
+    """The revisions before and after the upgrade (None: an empty database)."""
     from alembic import command
+    from alembic.runtime.migration import MigrationContext
 
     config = alembic_config(url)
     config.attributes["connection"] = connection
+    before = MigrationContext.configure(connection).get_current_revision()
     command.upgrade(config, "head")
+    return before, MigrationContext.configure(connection).get_current_revision()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

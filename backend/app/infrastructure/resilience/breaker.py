@@ -22,13 +22,15 @@ to that long later. Half-open refusals are not remembered: a trial may close the
 moment, and the other workers should see it at once.
 """
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, TypeVar
+
+import anyio
 
 from app.core.exceptions import CircuitOpenError
 
@@ -224,6 +226,14 @@ class CircuitBreaker:
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Await `fn()` unless the circuit is open; its exceptions propagate unchanged."""
+        async with self.guard():
+            return await fn()
+
+    @asynccontextmanager
+    async def guard(self) -> AsyncIterator[None]:
+        """The body runs as one call: refused with CircuitOpenError on entry while the circuit
+        is open, and settled by how it exits. A streamed answer is one such call, from the
+        request to its last token."""
         now = self._clock()
         if now < self._known_open_until:
             raise self._open_error(self._known_trial_at, now)
@@ -236,19 +246,22 @@ class CircuitBreaker:
                 self._known_open_until = min(trial_at, now + self._remember_open_seconds)
             raise self._open_error(trial_at, now)
         try:
-            result = await fn()
+            yield
         except Exception as exc:
             # An exception that is not a failure (the caller's mistake, say) means the provider
             # answered, so it counts as a success, as in pybreaker.
             failed = self._is_failure(exc)
             await self._settle(Outcome.FAILURE if failed else Outcome.SUCCESS, ticket.trial)
             raise
-        except asyncio.CancelledError:
-            if ticket.trial:  # no verdict on the provider, but free the slot for another trial
-                await self._settle(Outcome.ABANDONED, trial=True)
+        except BaseException:
+            # Cancelled, or a stream closed by its consumer: no verdict on the provider, but a
+            # trial frees its slot for another. Shielded, as a cancelled stream's cleanup is
+            # cancelled again at each await until it leaves the cancelled scope.
+            if ticket.trial:
+                with anyio.CancelScope(shield=True):
+                    await self._settle(Outcome.ABANDONED, trial=True)
             raise
         await self._settle(Outcome.SUCCESS, ticket.trial)
-        return result
 
     def _open_error(self, trial_at: float | None, now: float) -> CircuitOpenError:
         return CircuitOpenError(

@@ -6,15 +6,11 @@ so "may this call proceed?" and "record this outcome" are each atomic across pro
 read-modify-write from Python could let two workers both take the single half-open trial).
 """
 
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
-from app.infrastructure.redis_client import RedisAvailability
+from app.infrastructure.redis_client import REDIS_ERRORS, RedisAvailability
 from app.infrastructure.resilience import breaker
 from app.infrastructure.resilience.breaker import (
     BreakerPolicy,
@@ -24,13 +20,7 @@ from app.infrastructure.resilience.breaker import (
     StoreResult,
 )
 
-logger = logging.getLogger(__name__)
-
 R = TypeVar("R")
-
-# What an unreachable or failing Redis raises: redis-py's own errors, and OSError (which includes
-# the built-in TimeoutError) from the socket underneath.
-REDIS_ERRORS = (RedisError, OSError)
 
 
 class MemoryBreakerStore:
@@ -138,31 +128,22 @@ return {previous, admitted, as_trial, unpack(record)}
 class RedisBreakerStore:
     """State shared by every process using the same Redis, atomic per operation.
 
-    When Redis fails, each operation falls back to a per-process memory store: the breaker keeps
-    protecting the provider from this worker while Redis is down, rather than failing every call
-    or letting every call through. That state is not merged back: when Redis answers again the
-    shared state applies, and the fallback starts empty for the next outage. After a failure
-    Redis is not asked again for `redis_retry_seconds`: in a silent partition every command
-    would otherwise wait out its socket timeout, twice per provider call.
+    While the process's `RedisAvailability` holds Redis down, each operation falls back to a
+    per-process memory store: the breaker keeps protecting the provider from this worker while
+    Redis is down, rather than failing every call or letting every call through. That state is
+    not merged back: when Redis answers again the shared state applies, and the fallback starts
+    empty for the next outage. Operator calls (load, reset) try Redis even then.
     """
 
-    def __init__(
-        self, redis: Redis, key_prefix: str = "llm:breaker:", redis_retry_seconds: float = 1.0
-    ) -> None:
+    def __init__(self, redis: RedisAvailability, key_prefix: str = "llm:breaker:") -> None:
         self._redis = redis
-        self._availability = RedisAvailability(
-            logger,
-            fallback="circuit breakers use per-process state",
-            recovered="circuit breakers use the shared state",
-            retry_seconds=redis_retry_seconds,
-        )
         self._key_prefix = key_prefix
-        self._script = redis.register_script(_STATE_MACHINE_LUA)
+        self._script = redis.client.register_script(_STATE_MACHINE_LUA)
         self._fallback = MemoryBreakerStore()
+        self._fallback_used = False
 
     async def admit(self, name: str, now: float, policy: BreakerPolicy) -> StoreResult:
         return await self._with_fallback(
-            now,
             lambda: self._run(name, "admit", now, policy),
             lambda: self._fallback.admit(name, now, policy),
         )
@@ -171,21 +152,20 @@ class RedisBreakerStore:
         self, name: str, outcome: Outcome, now: float, policy: BreakerPolicy, *, trial: bool
     ) -> StoreResult:
         return await self._with_fallback(
-            now,
             lambda: self._run(name, outcome.value, now, policy, trial=trial),
             lambda: self._fallback.settle(name, outcome, now, policy, trial=trial),
         )
 
     async def load(self, name: str) -> BreakerRecord:
         async def shared() -> BreakerRecord:
-            return _parse(await self._redis.hmget(self._key_prefix + name, _FIELDS))
+            return _parse(await self._redis.client.hmget(self._key_prefix + name, _FIELDS))
 
-        return await self._with_fallback(None, shared, lambda: self._fallback.load(name))
+        return await self._with_fallback(shared, lambda: self._fallback.load(name), explicit=True)
 
     async def reset(self, name: str) -> StoreResult:
         async def shared() -> StoreResult:
             # MULTI/EXEC: read the old state (to report the transition) and delete, atomically.
-            async with self._redis.pipeline(transaction=True) as pipe:
+            async with self._redis.client.pipeline(transaction=True) as pipe:
                 pipe.hget(self._key_prefix + name, "state")
                 pipe.delete(self._key_prefix + name)
                 previous, _ = await pipe.execute()
@@ -193,7 +173,7 @@ class RedisBreakerStore:
                 BreakerState(_text(previous) or BreakerState.CLOSED), BreakerRecord()
             )
 
-        return await self._with_fallback(None, shared, lambda: self._fallback.reset(name))
+        return await self._with_fallback(shared, lambda: self._fallback.reset(name), explicit=True)
 
     async def _run(
         self, name: str, op: str, now: float, policy: BreakerPolicy, *, trial: bool = False
@@ -218,21 +198,26 @@ class RedisBreakerStore:
 
     async def _with_fallback(
         self,
-        now: float | None,
         shared: Callable[[], Awaitable[R]],
         local: Callable[[], Awaitable[R]],
+        *,
+        explicit: bool = False,
     ) -> R:
-        # `now` is None for operator calls (load, reset): those always try Redis.
-        if now is not None and not self._availability.should_try(now):
-            return await local()
+        if self._redis.client_now(explicit=explicit) is None:
+            return await self._local(local)
         try:
             result = await shared()
         except REDIS_ERRORS as exc:
-            self._availability.mark_down(exc, now)
-            return await local()
-        if self._availability.mark_up():
-            self._fallback = MemoryBreakerStore()  # the outage's local state is not merged back
+            self._redis.failed(exc)
+            return await self._local(local)
+        self._redis.answered()
+        if self._fallback_used:  # an outage's local state is not merged back
+            self._fallback, self._fallback_used = MemoryBreakerStore(), False
         return result
+
+    async def _local(self, local: Callable[[], Awaitable[R]]) -> R:
+        self._fallback_used = True
+        return await local()
 
 
 def _text(value: bytes | str | None) -> str | None:
