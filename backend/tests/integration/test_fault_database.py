@@ -332,7 +332,14 @@ async def history_hashes(backend: DatabaseBackend) -> list[str]:
 @pytest.mark.tiers("postgresql")
 class TestPostgresRestarting:
     """Seam: API reads and writes → Database sessions (pre-ping pool) → a private PostgreSQL
-    that is killed and restarted, or held in recovery (SQLSTATE 57P03)."""
+    that is killed and restarted, or held in recovery (SQLSTATE 57P03).
+
+    Paths: FAULT-05
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    asyncpg and SQLAlchemy's pool on a private PostgreSQL cluster (a copy of a per-worker
+    template on a port no other worker gets), held in recovery, SIGKILLed and restarted.
+    Faked: the AI provider (the offline local model).
+    """
 
     @pytest.mark.covers("FAULT-05")
     async def test_in_recovery_answers_503_with_retry_after_then_first_request_after_200(

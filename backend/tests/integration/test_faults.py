@@ -303,7 +303,15 @@ async def connections_used(proxy: TcpProxy, work: Awaitable[T]) -> tuple[T, int]
 @pytest.mark.tiers("redis-server")
 class TestRedisFrozen:
     """Seam: API → rate limiter, cache (its stats included), breaker store on one process-wide
-    Redis availability → a redis-server frozen with SIGSTOP, behind a counting proxy."""
+    Redis availability → a redis-server frozen with SIGSTOP, behind a counting proxy.
+
+    Paths: FAULT-06
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP; a
+    private redis-server on a port no other worker gets, frozen with SIGSTOP and resumed, behind
+    a loopback proxy that counts the connections written to.
+    Faked: the AI provider (the local model, or FakeProvider), time (FakeClock, past the retry
+    window).
+    """
 
     @pytest.mark.covers("FAULT-06")
     async def test_frozen_redis_each_request_pays_one_timeout_at_most_then_redis_used_again(

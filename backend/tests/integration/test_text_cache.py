@@ -242,7 +242,7 @@ class TestCacheAside:
 class TestRedisOutage:
     """Seam: ResponseCache ↔ Redis over a link the test cuts and restores mid-flow.
 
-    Paths: CACHE-04, CACHE-05
+    Paths: CACHE-04, CACHE-05, CACHE-11
     Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP; on
     the real tiers a loopback TCP proxy the test cuts (a real partition), on fakeredis a
     FakeServer disconnected.

@@ -134,7 +134,13 @@ def _wait_for_workers(served: Served, count: int) -> None:
 
 @pytest.mark.timeout(STARTUP_SECONDS + 60)
 class TestMetricsAcrossWorkers:
-    """Seam: N requests over two worker processes → their metric files → one scrape."""
+    """Seam: N requests over two worker processes → their metric files → one scrape.
+
+    Paths: OBS-03
+    Real: `uvicorn --workers 2` in a subprocess on a free loopback port, once per module, with
+    PROMETHEUS_MULTIPROC_DIR in tmp; SQLite migrated once; requests over real HTTP.
+    Faked: the AI provider (an OpenAI-compatible server on loopback).
+    """
 
     @pytest.mark.covers("OBS-03")
     def test_requests_counted_once_whichever_worker_answers(self, served: Served):
@@ -195,7 +201,14 @@ NAME = "Orla Quentin-5519"
 @pytest.mark.timeout(STARTUP_SECONDS + 60)
 class TestStructuredLogs:
     """Seam: requests → every logger of two workers (ours, uvicorn's, SQLAlchemy's, the
-    provider client's) → structlog's JSON renderer → the server's output."""
+    provider client's) → structlog's JSON renderer → the server's output.
+
+    Paths: OBS-04
+    Real: `uvicorn --workers 2` with --log-config and LOG_FORMAT=json, once per module, on a
+    free loopback port; SQLite; the server's output file.
+    Faked: the AI provider (an OpenAI-compatible server on loopback, given a secret key that
+    must not be logged).
+    """
 
     @pytest.mark.covers("OBS-04")
     def test_lines_are_json_share_request_id_and_hold_no_secret(self, served: Served):

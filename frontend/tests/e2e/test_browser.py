@@ -167,10 +167,12 @@ def _browser(chromium: Path, profile: Path) -> Iterator[Any]:
 class TestBrowser:
     """Seam: Chromium → Streamlit server → ApiClient → the live backend.
 
-    Paths: UI-07
+    Paths: STREAM-09, UI-07, UI-08, UI-09
     Real: Debian's Chromium (headless), `streamlit run` and uvicorn subprocesses, the whole
-    backend with SQLite, this worker's redis-server and the local model.
-    Faked: nothing: the local model is the provider.
+    backend with SQLite, this worker's redis-server and the local model; a loopback HTTP server
+    (the beacon) that would see any fetch a pasted text's Markdown caused.
+    Faked: for the streaming test, the AI provider (the loopback OpenAI-compatible server, held
+    mid-answer); otherwise nothing: the local model is the provider.
     """
 
     @pytest.mark.covers("UI-07")
