@@ -31,9 +31,9 @@ if TYPE_CHECKING:
 # This process's name in the run: gw0, gw1... under xdist, `main` in a serial run.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 PARALLEL = "PYTEST_XDIST_WORKER" in os.environ
-# Databases of a private redis-server: the frontend's backend process runs alongside the tests
-# that flush the tier database, so it keeps to a database of its own.
-TIER_DB, FRONTEND_DB = 0, 1
+# Databases of a private redis-server: the frontend's backend process and the two-worker server
+# run alongside the tests that flush the tier database, so each keeps to a database of its own.
+TIER_DB, FRONTEND_DB, WORKERS_DB = 0, 1, 2
 
 
 class Services:

@@ -1,5 +1,7 @@
 """A real deployment's shape: `uvicorn --workers 2` in a subprocess, with multiprocess metrics
-(PROMETHEUS_MULTIPROC_DIR), JSON logs at DEBUG, and an OpenAI-compatible provider over HTTP.
+(PROMETHEUS_MULTIPROC_DIR), JSON logs at DEBUG, an OpenAI-compatible provider over HTTP, and
+the cache in this test process's Redis, shared by both workers as in production (with each
+worker's memory alone, whether a repeated text is a hit would depend on the worker it lands on).
 
 Two worker processes, not two apps in one process: what is under test is what the processes
 share (the metric files) and what each writes (its log lines). The server starts once for the
@@ -22,6 +24,10 @@ from app.core.config import Settings
 from fakes.openai_server import OpenAICompatibleServer, openai_compatible_server
 from fakes.services import free_port, server_process
 from prometheus_client.parser import text_string_to_metric_families
+from redis import Redis
+from worker_services import WORKERS_DB, Services
+
+pytestmark = pytest.mark.tiers("redis-server")
 
 PUBLIC_KEY = "workers-public-key-5d41402abc4b2a76"
 OPERATOR_KEY = "workers-operator-key-7d793037a0760186"
@@ -80,7 +86,10 @@ def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory, services: Services) -> Iterator[Served]:
+    redis_url = services.redis_server_url(WORKERS_DB)
+    with Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2) as redis:
+        redis.flushdb()  # what an earlier run left must not be a cache hit here
     folder = tmp_path_factory.mktemp("workers")
     metrics_dir = folder / "metrics"
     metrics_dir.mkdir()
@@ -104,6 +113,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "AI_BASE_URL": provider.base_url,
             "AI_API_KEY": PROVIDER_KEY,
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            "REDIS_URL": redis_url,
         }
         subprocess.run(
             [sys.executable, "-m", "app.cli", "migrate"], cwd=folder, env=env, check=True
@@ -138,7 +148,8 @@ class TestMetricsAcrossWorkers:
 
     Paths: OBS-03
     Real: `uvicorn --workers 2` in a subprocess on a free loopback port, once per module, with
-    PROMETHEUS_MULTIPROC_DIR in tmp; SQLite migrated once; requests over real HTTP.
+    PROMETHEUS_MULTIPROC_DIR in tmp; SQLite migrated once; this test process's redis-server;
+    requests over real HTTP.
     Faked: the AI provider (an OpenAI-compatible server on loopback).
     """
 
@@ -205,7 +216,7 @@ class TestStructuredLogs:
 
     Paths: OBS-04
     Real: `uvicorn --workers 2` with --log-config and LOG_FORMAT=json, once per module, on a
-    free loopback port; SQLite; the server's output file.
+    free loopback port; SQLite; this test process's redis-server; the server's output file.
     Faked: the AI provider (an OpenAI-compatible server on loopback, given a secret key that
     must not be logged).
     """
