@@ -17,9 +17,16 @@ DEV_API_KEY := dev-public-key
 DEV_OPERATOR_KEY := dev-operator-key
 BACKEND_PORT ?= 8000
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist), each with its own Redis, container and PostgreSQL database;
+# 0 runs the tests in one process. TESTING.md has the measurements behind the default.
+PYTEST_WORKERS ?= 2
+PARALLEL := -n $(PYTEST_WORKERS)
+# Each test process (and each backend the frontend tests start) would otherwise compile our code
+# and pytest would rewrite every test module and plugin package again: seconds per process.
+test test-unit test-integration test-fuzz test-e2e: export PYTHONDONTWRITEBYTECODE :=
 FRONTEND_PORT ?= 8501
 
-.PHONY: help install run run-backend run-frontend test test-unit test-integration lint format \
+.PHONY: help install run run-backend run-frontend test test-unit test-integration test-fuzz lint format \
 	typecheck migrate clean install-e2e test-e2e test-plan-check bench bench-faults test-mutation docker-up docker-dev docker-down check-compose check-ci hooks container-engine \
 	container-engine-stop
 
@@ -58,14 +65,18 @@ run-backend: ## Serve the backend alone, reloading on change
 run-frontend: ## Serve the Streamlit frontend alone
 	$(FRONTEND_SERVER)
 
-test: ## Run every test but the browser one; real-service tiers skip when absent
-	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+test: ## Run every test but the browser one, in parallel; prints the 15 slowest
+	$(BIN)/pytest -m "not e2e" $(PARALLEL) --durations=15 $(PYTEST_ARGS)
 
 test-unit: ## Run the unit tests
-	$(BIN)/pytest backend/tests/unit $(PYTEST_ARGS)
+	$(BIN)/pytest backend/tests/unit $(PARALLEL) $(PYTEST_ARGS)
 
-test-integration: ## Run the integration tests over every available backend
-	$(BIN)/pytest backend/tests/integration $(PYTEST_ARGS)
+test-integration: ## Run the integration tests over every available backend, in parallel
+	$(BIN)/pytest backend/tests/integration $(PARALLEL) $(PYTEST_ARGS)
+
+test-fuzz: ## Fuzz both API documents with the thorough Hypothesis profile (CI runs it)
+	$(BIN)/pytest backend/tests/integration -m fuzz --hypothesis-profile=thorough $(PARALLEL) \
+		$(PYTEST_ARGS)
 
 install-e2e: ## Install Debian's chromium for the browser test (root; idempotent)
 	scripts/install-e2e.sh

@@ -1,44 +1,63 @@
 """Fixtures for every backend test: settings, the app and its client, and the service tiers.
 
-Redis runs on three tiers: fakeredis (always), a real server (TEST_REDIS_URL, or a `redis-server`
-binary started for the session) and a testcontainers container (when a Docker API answers). The
-database runs on SQLite (always) and PostgreSQL (TEST_DATABASE_URL). A test that asks for
-`redis_backend` or `database_backend` runs once per tier; a tier that is missing skips with the
-reason, or fails the run under REQUIRE_REAL_SERVICES=1.
+Redis runs on three tiers: fakeredis (always), a real server and a testcontainers container
+(this process's own, from `worker_services`). The database runs on SQLite (always) and
+PostgreSQL (this process's own database, copied from a migrated template; `fakes/postgres.py`).
+A test that asks for `redis_backend` or `database_backend` runs once per tier; a tier that is
+missing skips with the reason, or fails the run under REQUIRE_REAL_SERVICES=1.
+
+Every fixture names what it depends on in its signature, so a reader can follow a test down to
+the server it uses: test → `redis_backend` → `services` (worker_services.py) → a redis-server.
 """
 
+from __future__ import annotations
+
+import difflib
 import os
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import fakeredis
 import pytest
-from app.core.config import Settings
-from app.infrastructure.database.engine import Database
-from app.infrastructure.database.models import Base
-from app.infrastructure.redis_client import create_redis
-from app.main import create_app
-from app.resources import Externals
-from asgi_lifespan import LifespanManager
 from fakes.clock import FakeClock
-from fakes.providers import FakeProvider, RecordingSleep
-from fakes.services import docker_answers, postgres_url, redis_server_url, unavailable
-from httpx import ASGITransport, AsyncClient
-from pydantic_ai import models
-from pydantic_ai.models import Model
-from redis.asyncio import Redis
-from sqlalchemy import text
+from fakes.services import unavailable
+from hypothesis import settings as hypothesis_settings
+from worker_services import WORKER, Services
 
-# A test that reaches a real LLM provider by accident fails loudly instead of spending money.
-models.ALLOW_MODEL_REQUESTS = False
+# The app, pydantic-ai, SQLAlchemy and the Redis clients are imported where they are used: the
+# pytest-xdist controller imports this file too, to run no test, and would wait seconds for them
+# before starting the workers.
+if TYPE_CHECKING:
+    import fakeredis
+    from app.core.config import Settings
+    from app.infrastructure.database.engine import Database
+    from fakes.providers import FakeProvider, RecordingSleep
+    from httpx import AsyncClient
+    from pydantic_ai.models import Model
+    from redis.asyncio import Redis
 
 PUBLIC_KEY = "test-public-key"
 OPERATOR_KEY = "test-operator-key"
 TEST_KEY_HASH_SECRET = "test-key-hash-secret-0123456789abcdef"
+
+# Property-based tests (the contract fuzzing) run `quick` by default, so everyday runs stay fast;
+# `make test-fuzz` (and CI) runs `thorough`. Pick one with --hypothesis-profile=NAME. `quick` is
+# registered as Hypothesis's own `default` too, rather than loaded here: test modules import
+# this file a second time (`from conftest import ...`), which must not undo the option.
+hypothesis_settings.register_profile("quick", max_examples=5)
+hypothesis_settings.register_profile("default", hypothesis_settings.get_profile("quick"))
+hypothesis_settings.register_profile("thorough", max_examples=20)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_real_model_requests() -> None:
+    """A test that reaches a real LLM provider by accident fails loudly instead of spending."""
+    from pydantic_ai import models
+
+    models.ALLOW_MODEL_REQUESTS = False
 
 
 # --- Redis tiers -------------------------------------------------------------------------------
@@ -54,56 +73,58 @@ class RedisBackend:
 
     def client(self) -> Redis:
         """A new client on this backend, for the app or for the test's own inspection."""
+        import fakeredis
+        from app.infrastructure.redis_client import create_redis
+
         if self.fake_server is not None:
             return fakeredis.FakeAsyncRedis(server=self.fake_server)
         assert self.url is not None
         return create_redis(self.url, timeout_seconds=1.0)
 
 
-@pytest.fixture(scope="session")
-def real_redis_url() -> Iterator[str | None]:
-    with redis_server_url() as url:
-        yield url
+REDIS_TIERS = ["fakeredis", "redis-server", "container"]
 
 
-@pytest.fixture(scope="session")
-def container_redis_url() -> Iterator[str | None]:
-    if not docker_answers():
-        yield None
-        return
-    from testcontainers.community.redis import RedisContainer
+async def _redis_tier(name: str, services: Services) -> RedisBackend:
+    """The named tier, empty: a new FakeServer, or this process's server or container, flushed."""
+    import fakeredis
 
-    image = os.environ.get("TEST_REDIS_IMAGE", "redis:7")
-    with RedisContainer(image) as container:
-        host = container.get_container_host_ip()
-        yield f"redis://{host}:{container.get_exposed_port(6379)}/0"
-
-
-@pytest.fixture(params=["fakeredis", "redis-server", "container"])
-async def redis_backend(
-    request: pytest.FixtureRequest,
-) -> AsyncIterator[RedisBackend]:
-    """Each Redis tier in turn, empty at the start of the test (flushed, never shared keys)."""
-    if request.param == "fakeredis":
-        yield RedisBackend("fakeredis", fake_server=fakeredis.FakeServer())
-        return
-    if request.param == "redis-server":
-        url = request.getfixturevalue("real_redis_url")
-        reason = "no real Redis: set TEST_REDIS_URL or put `redis-server` on PATH"
-    else:
-        url = request.getfixturevalue("container_redis_url")
-        reason = "no Docker API: start Docker, or run `make container-engine` (podman)"
-    if url is None:
-        unavailable(reason)
-    backend = RedisBackend(request.param, url=url)
+    if name == "fakeredis":
+        return RedisBackend(name, fake_server=fakeredis.FakeServer())
+    url = services.redis_server_url() if name == "redis-server" else services.container_redis_url()
+    backend = RedisBackend(name, url=url)
     client = backend.client()
     try:
         await client.flushdb()
     except Exception as exc:
-        await client.aclose()
         unavailable(f"Redis at {url} does not answer: {exc}")
+    finally:
+        await client.aclose()
+    return backend
+
+
+@pytest.fixture(params=REDIS_TIERS)
+async def redis_backend(request: pytest.FixtureRequest, services: Services) -> RedisBackend:
+    """Each Redis tier in turn, empty at the start of the test (flushed, never shared keys)."""
+    return await _redis_tier(request.param, services)
+
+
+@pytest.fixture(params=["default", *REDIS_TIERS])
+async def optional_redis(request: pytest.FixtureRequest, services: Services) -> RedisBackend | None:
+    """No Redis at all (None: the app's in-memory stores, as without REDIS_URL), then each
+    Redis tier: for a seam that must behave alike with and without Redis."""
+    if request.param == "default":
+        return None
+    return await _redis_tier(request.param, services)
+
+
+@pytest.fixture
+async def redis_inspector(redis_backend: RedisBackend) -> AsyncIterator[Redis]:
+    """The test's own client on the app's Redis, straight to the server (never through a
+    test's proxy), to look at what the app stored."""
+    client = redis_backend.client()
+    yield client
     await client.aclose()
-    yield backend
 
 
 # --- Database tiers ----------------------------------------------------------------------------
@@ -118,6 +139,8 @@ class DatabaseBackend:
 @pytest.fixture(scope="session")
 async def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated SQLite file; each test copies it, which is cheaper than migrating again."""
+    from app.infrastructure.database.engine import Database
+
     path = tmp_path_factory.mktemp("db") / "template.db"
     database = Database(f"sqlite+aiosqlite:///{path}")
     await database.migrate()
@@ -127,21 +150,22 @@ async def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 async def postgres_database() -> AsyncIterator[Database | None]:
-    """The PostgreSQL tier, migrated from scratch once per session."""
-    url = postgres_url()
-    if url is None:
+    """This process's PostgreSQL database (`<base>_<worker>`), or None without TEST_DATABASE_URL."""
+    from fakes.postgres import create_worker_database, drop_worker_database
+
+    base_url = os.environ.get("TEST_DATABASE_URL")
+    if not base_url:
         yield None
         return
-    database = Database(url)
-    async with database.engine.begin() as connection:
-        await connection.run_sync(Base.metadata.drop_all)
-        await connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    await database.migrate()
+    database = await create_worker_database(base_url, WORKER)
     yield database
-    await database.dispose()
+    await drop_worker_database(base_url, database)
 
 
 async def _truncate(database: Database) -> None:
+    from app.infrastructure.database.models import Base
+    from sqlalchemy import text
+
     tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
     async with database.engine.begin() as connection:
         await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
@@ -149,35 +173,49 @@ async def _truncate(database: Database) -> None:
 
 @pytest.fixture
 def sqlite_backend(sqlite_template: Path, tmp_path: Path) -> DatabaseBackend:
+    """A fresh copy of the migrated SQLite file: the default database of `make_client`."""
     path = tmp_path / "app.db"
     shutil.copyfile(sqlite_template, path)
     return DatabaseBackend("sqlite", f"sqlite+aiosqlite:///{path}")
 
 
-@pytest.fixture
-async def clean_postgres(postgres_database: Database | None) -> None:
-    if postgres_database is not None:
-        await _truncate(postgres_database)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_backend(request: pytest.FixtureRequest) -> DatabaseBackend:
+async def database_backend(
+    request: pytest.FixtureRequest,
+    sqlite_backend: DatabaseBackend,
+    postgres_database: Database | None,
+) -> DatabaseBackend:
     """Each database tier in turn, with empty tables."""
     if request.param == "sqlite":
-        backend: DatabaseBackend = request.getfixturevalue("sqlite_backend")
-        return backend
-    database: Database | None = request.getfixturevalue("postgres_database")
-    if database is None:
+        return sqlite_backend
+    if postgres_database is None:
         unavailable("no PostgreSQL: set TEST_DATABASE_URL=postgresql+asyncpg://user@host/db")
-    assert database is not None
-    request.getfixturevalue("clean_postgres")
-    return DatabaseBackend("postgresql", database.url)
+    assert postgres_database is not None
+    await _truncate(postgres_database)
+    return DatabaseBackend("postgresql", postgres_database.url)
 
 
 # --- Settings, app, client ---------------------------------------------------------------------
 
 
 def make_settings(database: DatabaseBackend, **overrides: Any) -> Settings:
+    """The test settings on `database`; an override that names no setting is an error.
+
+    `Settings` ignores unknown names (the environment holds many variables that are not ours),
+    so a misspelt override would otherwise be dropped and the test would run on the default.
+    """
+    from app.core.config import Settings
+
+    if unknown := sorted(set(overrides) - set(Settings.model_fields)):
+        hints = [
+            f"{name!r}"
+            + "".join(
+                f" (did you mean {close!r}?)"
+                for close in difflib.get_close_matches(name, Settings.model_fields, n=1)
+            )
+            for name in unknown
+        ]
+        raise TypeError(f"unknown setting {', '.join(hints)}: see app/core/config.py")
     values: dict[str, Any] = {
         "environment": "test",
         "database_url": database.url,
@@ -199,15 +237,20 @@ def clock() -> FakeClock:
 @pytest.fixture
 def provider() -> FakeProvider:
     """A fake AI provider, succeeding until the test says otherwise."""
+    from fakes.providers import FakeProvider
+
     return FakeProvider()
 
 
 @pytest.fixture
 def sleep() -> RecordingSleep:
+    """The retry loop's sleep: records each wait and returns at once."""
+    from fakes.providers import RecordingSleep
+
     return RecordingSleep()
 
 
-ClientFactory = Callable[..., Awaitable[AsyncClient]]
+ClientFactory = Callable[..., Awaitable["AsyncClient"]]
 
 
 @pytest.fixture
@@ -217,10 +260,16 @@ async def make_client(
     """Builds an app (fresh per call) inside its lifespan and returns an in-process client.
 
     `database` and `redis` pick the tiers, `model` the AI model (default: the offline local
-    one), `sleep` the retry loop's sleep (default: the test's `sleep`); other keywords override
-    settings. Every app shares the test's fake clock. The client sends the public key unless
+    one); other keywords override settings, and a name that is not a setting raises TypeError.
+    Every app shares the test's `clock` and the retry loop's `sleep`: a test (or a class) that
+    needs another sleep passes it as `sleep=`. The client sends the public key unless
     `api_key` says otherwise.
     """
+    from app.main import create_app
+    from app.resources import Externals
+    from asgi_lifespan import LifespanManager
+    from httpx import ASGITransport, AsyncClient
+
     async with AsyncExitStack() as stack:
 
         async def factory(
@@ -229,7 +278,7 @@ async def make_client(
             redis: RedisBackend | None = None,
             api_key: str | None = PUBLIC_KEY,
             model: Model | None = None,
-            sleep: RecordingSleep = sleep,
+            sleep: Callable[[float], Awaitable[None]] = sleep,
             **overrides: Any,
         ) -> AsyncClient:
             redis_client = None
@@ -252,9 +301,3 @@ async def make_client(
             )
 
         yield factory
-
-
-@pytest.fixture
-async def client(make_client: ClientFactory) -> AsyncClient:
-    """The default app: SQLite, in-memory cache, local model, public key."""
-    return await make_client()

@@ -2,10 +2,13 @@
 
 A pytest plugin (`-p seam_matrix`). A test that names paths (`@pytest.mark.covers(...)` or a
 `Covers: ID, ID` docstring line) adds its outcome to one cell per path and per tier it ran on:
-its `redis_backend` and `database_backend` parameters and the tiers it declares with
-`@pytest.mark.tiers(...)`, or `default` (in-memory cache, SQLite file) when it has none.
-Whenever such a test ran, the matrix is printed at the end of the run and written to
-reports/seam-matrix.md and reports/seam-matrix.json (git-ignored).
+its tier fixtures' parameters (`redis_backend`, `optional_redis`, `database_backend`) and the
+tiers it declares with `@pytest.mark.tiers(...)` (a marker a conftest may add at collection), or
+`default` (in-memory cache, SQLite file) when it has none. Whenever such a test ran, the matrix
+is printed at the end of the run and written to reports/seam-matrix.md and
+reports/seam-matrix.json (git-ignored). The JSON says whether the run was `complete`: every
+tier proven somewhere and nothing skipped, which is when `make test-plan-check` compares the
+plan's "Backends:" lines with it.
 
 Cells: `✓ 3` all passed; `✗ 1/3` one of three failed or errored (a missing service under
 REQUIRE_REAL_SERVICES=1 is a setup error, hence a failure); `skip: <reason>` when every test
@@ -26,7 +29,7 @@ import pytest
 
 COLUMNS = ("default", "fakeredis", "redis-server", "container", "sqlite", "postgresql")
 REAL_SERVICES = ("redis-server", "container", "postgresql")
-TIER_FIXTURES = ("redis_backend", "database_backend")
+TIER_FIXTURES = ("redis_backend", "optional_redis", "database_backend")
 COVERS_TAG = re.compile(r"^\s*Covers:(.*)$", re.IGNORECASE | re.MULTILINE)
 PATHS_PROPERTY, TIERS_PROPERTY = "covers", "tiers"
 REASON_WIDTH = 24
@@ -138,9 +141,17 @@ def render_markdown(matrix: Matrix, generated_at: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def is_complete(matrix: Matrix) -> bool:
+    """Every tier proven by some path, and no cell skipped: the run had every service."""
+    cells = [(tier, cell) for by_tier in matrix.values() for tier, cell in by_tier.items()]
+    proven = {tier for tier, cell in cells if cell.proven}
+    return proven >= set(COLUMNS) and not any(cell.skipped for _, cell in cells)
+
+
 def render_json(matrix: Matrix, outcomes: Iterable[Outcome], generated_at: str) -> str:
     document = {
         "generated_at": generated_at,
+        "complete": is_complete(matrix),
         "columns": COLUMNS,
         "real_services": REAL_SERVICES,
         "paths": {
@@ -179,10 +190,12 @@ def tiers_of(item: pytest.Item) -> list[str]:
     ]
 
 
-def pytest_itemcollected(item: pytest.Item) -> None:
-    if paths := covered_paths(item):
-        item.user_properties.append((PATHS_PROPERTY, " ".join(paths)))
-        item.user_properties.append((TIERS_PROPERTY, " ".join(tiers_of(item))))
+@pytest.hookimpl(trylast=True)  # after every conftest has added its markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if paths := covered_paths(item):
+            item.user_properties.append((PATHS_PROPERTY, " ".join(paths)))
+            item.user_properties.append((TIERS_PROPERTY, " ".join(tiers_of(item))))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,21 +1,32 @@
 """Fixtures for the frontend tests: real backends on loopback, and pages run by AppTest.
 
-Each backend is `uvicorn app.main:create_app --factory` in a subprocess, started once per session
-on a free 127.0.0.1 port: SQLite in a temporary folder, the offline `local` model, and the real
-Redis at TEST_REDIS_URL when one is given (else the backend's in-memory cache). The pages run
-in-process under AppTest and reach a backend over HTTP, exactly as they do in a browser session.
+Each backend is `uvicorn app.main:create_app --factory` in a subprocess, started once per test
+process (each pytest-xdist worker) on a free 127.0.0.1 port, with SQLite in a temporary folder
+and the offline `local` model. The pages run in-process under AppTest and reach a backend over
+HTTP, exactly as they do in a browser session.
 
-- `backend`: the everyday backend, emptied before each test (tables, cache, and Redis).
+- `backend`: the everyday backend, on this process's real Redis (`worker_services`), emptied
+  before each test: tables, cached answers, cache counters and everything in Redis, so a test
+  asserts exact figures. Without a real Redis its tests skip (fail under
+  REQUIRE_REAL_SERVICES=1), as the Redis tier does; the seam matrix credits them to
+  `redis-server`.
 - `backend_without_provider`: its AI provider is an unreachable OpenAI-compatible server, and
   one failure opens the circuit breaker, so processing answers 502, then 503 with Retry-After.
+  The breaker is closed again before each test.
 - `backend_without_database`: its DATABASE_URL points where nothing listens, so it is up and
   not ready.
 - `rate_limited_backend`: every key may make RATE_LIMIT text requests a minute (elsewhere, a
-  limit no test reaches).
+  limit no test reaches). Its in-memory limiter cannot be emptied: one test uses it.
 - `provider_backend`: its AI provider is `loopback_provider`, the OpenAI-compatible server on
   loopback, which the test tells how to stream (break off, or pause, after a few chunks).
 - `read_markdown`: what a person reads where a page shows Markdown (alerts, captions, badges).
+
+A worker starts a backend when its first test needs it. Grouping each backend's tests on one
+worker (`--dist loadgroup`) would save a start or two, but pytest-xdist 3.8 no longer groups on
+pytest 9.2 (pytest-xdist#1386); TESTING.md has the figures.
 """
+
+from __future__ import annotations
 
 import html
 import json
@@ -27,17 +38,19 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from app.core.config import Settings
-from fakes.openai_server import OpenAICompatibleServer, openai_compatible_server
 from fakes.services import free_port, server_process
 from markdown_it import MarkdownIt
-from redis import Redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-from streamlit.testing.v1 import AppTest
+from worker_services import FRONTEND_DB, Services
+
+# Streamlit, Redis, the backend's settings and the provider fake are imported where they are
+# used: the pytest-xdist controller imports this file too, to run no test.
+if TYPE_CHECKING:
+    from fakes.openai_server import OpenAICompatibleServer
+    from streamlit.testing.v1 import AppTest
 
 PUBLIC_KEY = "frontend-public-key"
 OPERATOR_KEY = "frontend-operator-key"
@@ -46,7 +59,7 @@ UNREACHED_RATE_LIMIT = 10_000
 RATE_LIMIT = 2
 PAGES = Path(__file__).parents[1] / "streamlit_app" / "views"
 APP = PAGES.parent / "main.py"
-STARTUP_SECONDS = 20
+STARTUP_SECONDS = 60  # a bound, not a target: start-up takes seconds on a loaded machine
 PAGE_TIMEOUT_SECONDS = 10
 
 
@@ -73,6 +86,8 @@ def running_backend(
     requests_per_minute: int = UNREACHED_RATE_LIMIT,
 ) -> Iterator[LiveBackend]:
     """A backend process with the test keys, and `settings` as environment variables."""
+    from app.core.config import Settings
+
     settings = settings or {}
     folder.mkdir(parents=True, exist_ok=True)
     database = folder / "app.db"
@@ -113,6 +128,10 @@ def running_backend(
 
 
 def _flush(redis_url: str) -> None:
+    from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     with Redis.from_url(
         redis_url, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
     ) as redis:
@@ -129,29 +148,41 @@ def _empty_tables(database: Path) -> None:
             connection.execute(f'DELETE FROM "{table}"')  # noqa: S608 - names from the schema
 
 
+@pytest.hookimpl(tryfirst=True)  # before the seam matrix reads the tiers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test on the everyday backend runs on this worker's real Redis: the tier it proves."""
+    for item in items:
+        if "live_backend" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.tiers("redis-server"))
+
+
 @pytest.fixture(scope="session")
-def live_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBackend]:
-    settings: dict[str, str] = {}
-    if redis_url := os.environ.get("TEST_REDIS_URL"):
-        _flush(redis_url)  # an open breaker left in Redis by another test must not leak in
-        settings["REDIS_URL"] = redis_url
-    with running_backend(tmp_path_factory.mktemp("backend"), settings) as backend:
+def live_backend(
+    tmp_path_factory: pytest.TempPathFactory, services: Services
+) -> Iterator[LiveBackend]:
+    redis_url = services.redis_server_url(FRONTEND_DB)
+    _flush(redis_url)  # what another run left in a shared TEST_REDIS_URL must not leak in
+    folder = tmp_path_factory.mktemp("backend")
+    with running_backend(folder, {"REDIS_URL": redis_url}) as backend:
         yield backend
 
 
 @pytest.fixture
 def backend(live_backend: LiveBackend) -> LiveBackend:
-    """The session's backend, emptied: no rows, no cached answers, nothing in Redis."""
+    """This process's backend, emptied: no rows, no cached answers, counters at zero."""
     _empty_tables(live_backend.database)
-    if live_backend.redis_url:
+    assert live_backend.redis_url is not None
+    with live_backend.client(OPERATOR_KEY) as operator:
+        # The backend adds its latest lookups to the counters in Redis with its next Redis
+        # command: this one, so the flush below takes them too.
+        operator.get("/internal/cache/stats").raise_for_status()
         _flush(live_backend.redis_url)
-    with live_backend.client(OPERATOR_KEY) as client:  # the in-process LRU, too
-        client.post("/internal/cache/invalidate", json={}).raise_for_status()
+        operator.post("/internal/cache/invalidate", json={}).raise_for_status()  # its LRU
     return live_backend
 
 
 @pytest.fixture(scope="session")
-def backend_without_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBackend]:
+def provider_down_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBackend]:
     settings = {
         "AI_MODEL": "openai-chat:gpt-4o-mini",
         "AI_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",  # nothing listens there
@@ -162,6 +193,14 @@ def backend_without_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     }
     with running_backend(tmp_path_factory.mktemp("no-provider"), settings) as backend:
         yield backend
+
+
+@pytest.fixture
+def backend_without_provider(provider_down_backend: LiveBackend) -> LiveBackend:
+    """The backend whose provider is unreachable, its circuit breaker closed."""
+    with provider_down_backend.client(OPERATOR_KEY) as operator:
+        operator.post("/internal/resilience/breakers/ai_provider/reset").raise_for_status()
+    return provider_down_backend
 
 
 @pytest.fixture(scope="session")
@@ -183,6 +222,8 @@ def rate_limited_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[L
 
 @pytest.fixture(scope="session")
 def loopback_provider() -> Iterator[OpenAICompatibleServer]:
+    from fakes.openai_server import openai_compatible_server
+
     with openai_compatible_server() as server:
         yield server
 
@@ -201,7 +242,7 @@ def provider_backend(
         yield backend
 
 
-PageFactory = Callable[..., AppTest]
+PageFactory = Callable[..., "AppTest"]
 
 
 @pytest.fixture
@@ -226,6 +267,8 @@ def open_page(monkeypatch: pytest.MonkeyPatch) -> PageFactory:
                 monkeypatch.delenv(variable, raising=False)
             else:
                 monkeypatch.setenv(variable, value)
+        from streamlit.testing.v1 import AppTest
+
         script = APP if name == "main" else PAGES / f"{name}.py"
         return AppTest.from_file(str(script), default_timeout=PAGE_TIMEOUT_SECONDS)
 

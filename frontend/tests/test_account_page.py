@@ -41,7 +41,13 @@ def _all_text(page: AppTest) -> list[str]:
 
 
 class TestAccountPage:
-    """Seam: Account page → ApiClient → /v1/auth/register, /me and /keys/rotate (live backend)."""
+    """Seam: Account page → ApiClient → /v1/auth/register, /me and /keys/rotate (live backend).
+
+    Paths: UI-02, UI-05, UI-08, UI-09
+    Real: the page script under Streamlit's AppTest; ApiClient over real HTTP to a uvicorn
+    backend subprocess (SQLite, the local model) on this worker's redis-server.
+    Faked: the browser (AppTest runs the script and stands in for the person's clicks).
+    """
 
     @pytest.mark.covers("UI-05")
     def test_registering_shows_the_key_once_and_uses_it(self, backend, open_page):

@@ -20,7 +20,13 @@ def _table(page: AppTest) -> list[dict[str, object]]:
 
 
 class TestBatchPage:
-    """Seam: Batch page → ApiClient → POST /v1/text/batch in chunks on a live backend."""
+    """Seam: Batch page → ApiClient → POST /v1/text/batch in chunks on a live backend.
+
+    Paths: UI-03, UI-08
+    Real: the page script under Streamlit's AppTest; ApiClient over real HTTP to a uvicorn
+    backend subprocess (SQLite, the local model) on this worker's redis-server.
+    Faked: the browser (AppTest), the uploaded files (made in the test).
+    """
 
     @pytest.mark.covers("UI-03")
     def test_typed_texts_complete_with_a_row_each_and_downloads(self, backend, open_page):

@@ -36,7 +36,14 @@ REACH_THE_BACKEND: dict[str, Callable[[AppTest], AppTest]] = {
 
 
 class TestErrorMessages:
-    """Seam: every page → ApiClient → HTTP errors and transport failures → a page message."""
+    """Seam: every page → ApiClient → HTTP errors and transport failures → a page message.
+
+    Paths: UI-02
+    Real: the page script under Streamlit's AppTest; ApiClient over real HTTP to a uvicorn
+    backend subprocess (SQLite, the local model): the everyday one, one whose provider is
+    unreachable, one with a tiny rate limit; a closed loopback port for a backend that is down.
+    Faked: the browser (AppTest).
+    """
 
     @pytest.mark.covers("UI-02")
     @pytest.mark.parametrize("name", list(REACH_THE_BACKEND))
@@ -128,10 +135,9 @@ class TestErrorMessages:
         Integration scope: Process page → backend → pydantic-ai OpenAI-compatible model → a
         connection refused on loopback → 502 provider_error → the page.
         Business impact: people can tell an AI outage from a mistake of their own.
-        Test strategy: close the breaker through the operator API, then process a text.
+        Test strategy: with the breaker closed (the fixture closes it), process a text.
         Success criteria: "The AI provider failed" and "Try again in a moment"; no exception.
         """
-        _reset_breaker(backend_without_provider)
         page = open_page("process", backend_without_provider.url).run()
 
         _process(page)
@@ -150,12 +156,11 @@ class TestErrorMessages:
         Integration scope: Process page → backend → the circuit breaker, open after one
         provider failure → 503 circuit_open with Retry-After → the page.
         Business impact: during an outage, people learn when to come back instead of retrying.
-        Test strategy: close the breaker, fail one request directly so it opens, then process
-        a text on the page.
+        Test strategy: from a closed breaker (the fixture closes it), fail one request directly
+        so it opens, then process a text on the page.
         Success criteria: a message that the AI service is paused with "Try again in N s",
         N within the breaker's recovery time; no exception.
         """
-        _reset_breaker(backend_without_provider)
         with backend_without_provider.client() as client:
             client.post("/v1/text/process", json={"operation": "sentiment", "text": TEXT})
         page = open_page("process", backend_without_provider.url).run()
@@ -168,8 +173,3 @@ class TestErrorMessages:
         seconds = re.search(r"Try again in (\d+) s\.$", error)
         assert seconds is not None
         assert 0 < int(seconds.group(1)) <= 600
-
-
-def _reset_breaker(backend) -> None:
-    with backend.client(backend.operator_key) as operator:
-        operator.post("/internal/resilience/breakers/ai_provider/reset").raise_for_status()

@@ -34,7 +34,13 @@ def _chart_points(page: AppTest, field: str) -> list[float]:
 
 
 class TestHistoryPage:
-    """Seam: History page → ApiClient → GET /v1/history (paged) on a live backend."""
+    """Seam: History page → ApiClient → GET /v1/history (paged) on a live backend.
+
+    Paths: UI-04
+    Real: the page script under Streamlit's AppTest; ApiClient over real HTTP to a uvicorn
+    backend subprocess (SQLite, the local model) on this worker's redis-server.
+    Faked: the browser (AppTest).
+    """
 
     @pytest.mark.covers("UI-04")
     def test_processed_requests_show_in_table_and_charts(self, backend, open_page):

@@ -43,7 +43,13 @@ def _shown(page: AppTest) -> list[str]:
 
 
 class TestProcessPage:
-    """Seam: Process page → ApiClient → POST /v1/text/process on a live backend (local model)."""
+    """Seam: Process page → ApiClient → POST /v1/text/process on a live backend (local model).
+
+    Paths: UI-01, UI-08
+    Real: the page script under Streamlit's AppTest; ApiClient over real HTTP to a uvicorn
+    backend subprocess (SQLite, the local model) on this worker's redis-server.
+    Faked: the browser (AppTest).
+    """
 
     @pytest.mark.covers("UI-01")
     @pytest.mark.parametrize("operation", list(Operation))

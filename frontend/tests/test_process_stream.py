@@ -16,7 +16,14 @@ def _summarize(page: AppTest) -> AppTest:
 
 
 class TestProcessPageStreaming:
-    """Seam: Process page → ApiClient.stream (httpx-sse) → POST /v1/text/stream → provider."""
+    """Seam: Process page → ApiClient.stream (httpx-sse) → POST /v1/text/stream → provider.
+
+    Paths: STREAM-09
+    Real: the page script under Streamlit's AppTest; ApiClient.stream (httpx-sse) over real HTTP
+    to uvicorn backend subprocesses: the everyday one (SQLite, the local model, this worker's
+    redis-server) and one whose provider is the loopback OpenAI-compatible server.
+    Faked: the browser (AppTest), the AI provider (the loopback server, told to break off).
+    """
 
     @pytest.mark.covers("STREAM-09")
     def test_words_received_stay_on_the_page_when_the_stream_breaks(

@@ -1,8 +1,8 @@
-"""Finding real services for the tiers: a Redis server, a Redis container, PostgreSQL; and
+"""Real services for the tests: Redis server processes, the Docker API, server subprocesses;
 private servers a fault test may stop, freeze or kill (`RedisServerProcess`, `PostgresCluster`).
 
-Each finder returns a URL, or the reason it could not, so the fixture can skip with that reason
-(or fail under REQUIRE_REAL_SERVICES=1, where a missing service is an error in CI).
+Where one is missing, `unavailable(reason)` skips the test with that reason, or fails it under
+REQUIRE_REAL_SERVICES=1, where a missing service is an error in CI.
 """
 
 import os
@@ -106,24 +106,6 @@ class RedisServerProcess:
         """Stop for good and remove the server's folder."""
         self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
-
-
-@contextmanager
-def redis_server_url() -> Iterator[str | None]:
-    """TEST_REDIS_URL if set; else a private redis-server for the session; else None."""
-    if url := os.environ.get("TEST_REDIS_URL"):
-        yield url
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        yield None
-        return
-    server = RedisServerProcess(binary)
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.close()
 
 
 @contextmanager
@@ -269,10 +251,6 @@ def docker_answers() -> bool:
             return sock.recv(64).split(b" ")[1:2] == [b"200"]
     except (OSError, ValueError):
         return False
-
-
-def postgres_url() -> str | None:
-    return os.environ.get("TEST_DATABASE_URL") or None
 
 
 @contextmanager

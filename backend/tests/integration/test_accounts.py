@@ -48,7 +48,13 @@ async def keys_of(database: Database, account_id: int) -> list[ApiKey]:
 
 
 class TestRegistration:
-    """Seam: POST /v1/auth/register → AccountService → accounts and api_keys tables."""
+    """Seam: POST /v1/auth/register → AccountService → accounts and api_keys tables.
+
+    Paths: ACCT-01, ACCT-02
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    SQLite and PostgreSQL, read back through the test's own session.
+    Faked: nothing: registration calls no provider.
+    """
 
     @pytest.mark.covers("ACCT-01")
     async def test_registered_key_works_and_only_its_hash_is_stored(
@@ -128,7 +134,13 @@ class TestRegistration:
 
 
 class TestRevocation:
-    """Seam: POST /internal/accounts/{id}/revoke → database → Authenticator on the next call."""
+    """Seam: POST /internal/accounts/{id}/revoke → database → Authenticator on the next call.
+
+    Paths: ACCT-03
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    SQLite and PostgreSQL, read back through the test's own session.
+    Faked: nothing: the local model answers the requests made with the key.
+    """
 
     @pytest.mark.covers("ACCT-03")
     async def test_revoked_account_key_gets_401_on_the_next_request(
@@ -182,7 +194,13 @@ class TestRevocation:
 
 
 class TestRotation:
-    """Seam: POST /v1/auth/keys/rotate → api_keys rows → Authenticator."""
+    """Seam: POST /v1/auth/keys/rotate → api_keys rows → Authenticator.
+
+    Paths: ACCT-04, ACCT-05
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    SQLite and PostgreSQL, concurrent rotations included.
+    Faked: nothing: the local model answers the requests made with the keys.
+    """
 
     @pytest.mark.covers("ACCT-04")
     async def test_rotated_key_works_and_the_old_one_gets_401(
@@ -268,7 +286,13 @@ def counts(usage: dict[str, int]) -> dict[str, int]:
 
 
 class TestUsage:
-    """Seam: text route → TextProcessor → usage counters → /v1/auth/me and /internal/accounts."""
+    """Seam: text route → TextProcessor → usage counters → /v1/auth/me and /internal/accounts.
+
+    Paths: ACCT-05
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the cache; SQLite and PostgreSQL holding the counters.
+    Faked: the AI provider (FakeProvider at the pydantic-ai boundary, counting its calls).
+    """
 
     @pytest.mark.covers("ACCT-05")
     async def test_usage_and_limits_show_on_both_account_views(
@@ -345,7 +369,13 @@ class TestUsage:
 
 
 class TestConcurrentRegistration:
-    """Seam: parallel POST /v1/auth/register → transactions → unique constraints."""
+    """Seam: parallel POST /v1/auth/register → transactions → unique constraints.
+
+    Paths: ACCT-06
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    SQLite's write lock and PostgreSQL's unique constraints under 20 concurrent requests.
+    Faked: nothing.
+    """
 
     @pytest.mark.covers("ACCT-06")
     async def test_parallel_registrations_of_distinct_emails_all_persist(

@@ -5,7 +5,14 @@ from conftest import OPERATOR_KEY, PUBLIC_KEY, ClientFactory
 
 
 class TestApiKeyBoundary:
-    """Seam: HTTP request → key extraction → Authenticator → route, for /v1 and /internal."""
+    """Seam: HTTP request → key extraction → Authenticator → role check → route, for /v1 and
+    /internal.
+
+    Paths: AUTH-01, AUTH-02, AUTH-03, AUTH-04, AUTH-05
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the configured keys; SQLite.
+    Faked: nothing: the local model answers the one request that gets through.
+    """
 
     @pytest.mark.covers("AUTH-01")
     async def test_missing_key_on_internal_is_rejected_with_401(self, make_client: ClientFactory):

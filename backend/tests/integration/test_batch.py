@@ -47,7 +47,14 @@ class CuedProvider:
 
 
 class TestBatch:
-    """Seam: POST /v1/text/batch → TextProcessor.process_batch (bounded concurrency) → provider."""
+    """Seam: POST /v1/text/batch → TextProcessor.process_batch (bounded concurrency) → provider.
+
+    Paths: BATCH-01, BATCH-02, BATCH-03
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the in-memory cache; SQLite.
+    Faked: the AI provider (a FunctionModel that refuses one item and holds another, so items
+    finish out of order; FakeProvider to count calls).
+    """
 
     @pytest.mark.covers("BATCH-01")
     async def test_one_failing_item_gets_error_others_results_in_request_order(

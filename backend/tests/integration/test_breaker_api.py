@@ -86,11 +86,23 @@ def transitions(metrics_text: str) -> dict[str, float]:
 
 
 class TestBreakerTransitions:
-    """Seam: /v1/text/process → TextProcessor → ResilientProvider → CircuitBreaker → provider."""
+    """Seam: /v1/text/process → TextProcessor → ResilientProvider → CircuitBreaker → provider.
+
+    Paths: BRK-01, BRK-02, BRK-03, BRK-04, BRK-05
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the breaker's store in memory (no Redis) and in Redis (its Lua script) on fakeredis, a
+    redis-server and a container; SQLite.
+    Faked: the AI provider (FakeProvider: fails, succeeds or hangs on command), time
+    (FakeClock).
+    """
 
     @pytest.mark.covers("BRK-01")
     async def test_failures_reaching_threshold_open_breaker(
-        self, make_client: ClientFactory, provider: FakeProvider, clock: FakeClock
+        self,
+        make_client: ClientFactory,
+        provider: FakeProvider,
+        optional_redis: RedisBackend | None,
+        clock: FakeClock,
     ):
         """The failure that reaches the threshold opens the circuit, not one before it.
 
@@ -101,7 +113,7 @@ class TestBreakerTransitions:
         one recovery period after opening.
         """
         provider.fail()
-        client = await breaker_client(make_client, provider)
+        client = await breaker_client(make_client, provider, redis=optional_redis)
 
         await fail_requests(client, THRESHOLD - 1)
         before = await breaker_view(client)
@@ -114,7 +126,11 @@ class TestBreakerTransitions:
 
     @pytest.mark.covers("BRK-02")
     async def test_open_breaker_refuses_with_503_without_calling_provider(
-        self, make_client: ClientFactory, provider: FakeProvider, clock: FakeClock
+        self,
+        make_client: ClientFactory,
+        provider: FakeProvider,
+        optional_redis: RedisBackend | None,
+        clock: FakeClock,
     ):
         """An open circuit answers at once and says when to come back, to the millisecond.
 
@@ -126,7 +142,7 @@ class TestBreakerTransitions:
         retry_after_ms 20000, and the provider's call count unchanged.
         """
         provider.fail()
-        client = await breaker_client(make_client, provider)
+        client = await breaker_client(make_client, provider, redis=optional_redis)
         await fail_requests(client, THRESHOLD)
         calls_before = provider.calls
         clock.advance(10)
@@ -143,7 +159,11 @@ class TestBreakerTransitions:
 
     @pytest.mark.covers("BRK-03")
     async def test_recovery_elapsed_admits_exactly_one_trial(
-        self, make_client: ClientFactory, provider: FakeProvider, clock: FakeClock
+        self,
+        make_client: ClientFactory,
+        provider: FakeProvider,
+        optional_redis: RedisBackend | None,
+        clock: FakeClock,
     ):
         """After the recovery time one trial reaches the provider; others wait for its verdict.
 
@@ -161,6 +181,7 @@ class TestBreakerTransitions:
         client = await breaker_client(
             make_client,
             provider,
+            redis=optional_redis,
             model=announcing(provider, entered),
             ai_attempt_timeout_seconds=2,
         )
@@ -186,7 +207,11 @@ class TestBreakerTransitions:
 
     @pytest.mark.covers("BRK-04")
     async def test_successful_trial_closes_breaker(
-        self, make_client: ClientFactory, provider: FakeProvider, clock: FakeClock
+        self,
+        make_client: ClientFactory,
+        provider: FakeProvider,
+        optional_redis: RedisBackend | None,
+        clock: FakeClock,
     ):
         """A trial that succeeds closes the circuit and traffic flows again.
 
@@ -198,7 +223,7 @@ class TestBreakerTransitions:
         failures counted.
         """
         provider.fail()
-        client = await breaker_client(make_client, provider)
+        client = await breaker_client(make_client, provider, redis=optional_redis)
         await fail_requests(client, THRESHOLD)
         clock.advance(RECOVERY)
         provider.succeed()
@@ -213,7 +238,11 @@ class TestBreakerTransitions:
 
     @pytest.mark.covers("BRK-05")
     async def test_failed_trial_reopens_breaker_for_full_recovery(
-        self, make_client: ClientFactory, provider: FakeProvider, clock: FakeClock
+        self,
+        make_client: ClientFactory,
+        provider: FakeProvider,
+        optional_redis: RedisBackend | None,
+        clock: FakeClock,
     ):
         """A trial that fails opens the circuit again, for a whole new recovery period.
 
@@ -225,7 +254,7 @@ class TestBreakerTransitions:
         Retry-After-Ms of the full 30 s, without a provider call.
         """
         provider.fail()
-        client = await breaker_client(make_client, provider)
+        client = await breaker_client(make_client, provider, redis=optional_redis)
         await fail_requests(client, THRESHOLD)
         clock.advance(RECOVERY)
 
@@ -239,7 +268,14 @@ class TestBreakerTransitions:
 
 
 class TestOperatorView:
-    """Seam: /internal/resilience, /internal/health, /internal/metrics → the breaker."""
+    """Seam: /internal/resilience, /internal/health, /internal/metrics → the breaker.
+
+    Paths: BRK-06, BRK-08
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the breaker store in memory and on every Redis tier (readiness and metrics); Prometheus' own
+    text format, parsed.
+    Faked: the AI provider (FakeProvider), time (FakeClock).
+    """
 
     @pytest.mark.covers("BRK-06")
     async def test_operator_reset_closes_open_breaker(
@@ -288,7 +324,10 @@ class TestOperatorView:
 
     @pytest.mark.covers("BRK-08")
     async def test_open_breaker_reports_provider_degraded_in_readiness(
-        self, make_client: ClientFactory, provider: FakeProvider
+        self,
+        make_client: ClientFactory,
+        provider: FakeProvider,
+        optional_redis: RedisBackend | None,
     ):
         """Readiness flags the provider as degraded while the circuit is open.
 
@@ -299,7 +338,7 @@ class TestOperatorView:
         Success criteria: overall `degraded`, ai_provider `degraded`, database still `ok`.
         """
         provider.fail()
-        client = await breaker_client(make_client, provider)
+        client = await breaker_client(make_client, provider, redis=optional_redis)
         await fail_requests(client, THRESHOLD)
 
         response = await client.get("/internal/health", headers=OPERATOR)
@@ -311,7 +350,11 @@ class TestOperatorView:
 
     @pytest.mark.covers("BRK-08")
     async def test_each_transition_counted_once_in_metrics(
-        self, make_client: ClientFactory, provider: FakeProvider, clock: FakeClock
+        self,
+        make_client: ClientFactory,
+        provider: FakeProvider,
+        optional_redis: RedisBackend | None,
+        clock: FakeClock,
     ):
         """Every state change of a full outage cycle shows up in the Prometheus metrics.
 
@@ -322,7 +365,7 @@ class TestOperatorView:
         Success criteria: one transition each to open, half_open and closed.
         """
         provider.fail()
-        client = await breaker_client(make_client, provider)
+        client = await breaker_client(make_client, provider, redis=optional_redis)
         await fail_requests(client, THRESHOLD)
         clock.advance(RECOVERY)
         provider.succeed()
@@ -334,7 +377,13 @@ class TestOperatorView:
 
 
 class TestSharedBreakerState:
-    """Seam: two app instances → RedisBreakerStore (Lua) → one Redis, on every Redis tier."""
+    """Seam: two app instances → RedisBreakerStore (Lua) → one Redis, on every Redis tier.
+
+    Paths: BRK-06, BRK-07
+    Real: two apps, each with its own Redis client and in-process memory, over one Redis:
+    fakeredis, a redis-server, a container.
+    Faked: the AI providers (a FakeProvider per app), time (FakeClock shared by both apps).
+    """
 
     @pytest.mark.covers("BRK-07")
     async def test_breaker_opened_by_one_instance_refuses_on_another(

@@ -1,4 +1,4 @@
-"""Database engine → migrations → tables, on SQLite and PostgreSQL."""
+"""Database engine → migrations → tables, on SQLite and PostgreSQL; an outage seen from the API."""
 
 import sqlite3
 from datetime import UTC, datetime
@@ -7,14 +7,25 @@ import pytest
 from app.core.exceptions import DatabaseUnavailableError
 from app.infrastructure.database.engine import Database
 from app.infrastructure.database.models import RequestHistory
-from conftest import DatabaseBackend
+from conftest import OPERATOR_KEY, ClientFactory, DatabaseBackend
+from fakes.services import free_port
+from shared.errors import ErrorResponse
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+OPERATOR = {"X-API-Key": OPERATOR_KEY}
+
 
 class TestDatabaseRoundTrip:
-    """Seam: Database (SQLAlchemy async) → driver (aiosqlite, asyncpg) → migrated schema."""
+    """Seam: Database (SQLAlchemy async) → driver (aiosqlite, asyncpg) → migrated schema; an outage
+    seen from the API.
+
+    Paths: DB-01, DB-02
+    Real: SQLAlchemy and the drivers on a migrated SQLite file and PostgreSQL database; for the
+    outage, the app over in-process HTTP and asyncpg meeting a closed port.
+    Faked: nothing: the unreachable database is a real refused connection.
+    """
 
     @pytest.mark.covers("DB-01")
     async def test_row_written_is_read_back_with_aware_timestamp(
@@ -56,25 +67,39 @@ class TestDatabaseRoundTrip:
         assert stored.created_at == created
 
     @pytest.mark.covers("DB-02")
-    async def test_unreachable_database_raises_database_unavailable(self):
-        """An outage surfaces as our DatabaseUnavailableError, never as a driver error.
+    async def test_unreachable_database_answers_503_never_a_driver_error(
+        self, make_client: ClientFactory
+    ):
+        """An outage reaches callers as our 503 `database_unavailable`, never as a driver error.
 
-        Integration scope: Database.session → asyncpg connection attempt → error translation.
-        Business impact: the API maps it to a clear 503 instead of a 500 with a stack trace.
-        Test strategy: open a session on a PostgreSQL URL whose port nothing listens on.
-        Success criteria: DatabaseUnavailableError is raised; ping reports False.
+        Integration scope: routes that read (history), write (registration) and probe
+        (readiness) → Database sessions → asyncpg connecting to a port nothing listens on →
+        error translation → error handler.
+        Business impact: clients and load balancers see a clear, retryable 503 instead of a 500
+        carrying a driver's stack trace.
+        Test strategy: start the app on a PostgreSQL URL whose port is closed; read the history,
+        register an account, ask for readiness.
+        Success criteria: 503 `database_unavailable` in the shared error body for the read and
+        the write; readiness reports the database down.
         """
-        from app.core.exceptions import DatabaseUnavailableError
-        from fakes.services import free_port
+        closed = DatabaseBackend(
+            "postgresql", f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none"
+        )
+        client = await make_client(database=closed)
 
-        database = Database(f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none")
-        try:
-            with pytest.raises(DatabaseUnavailableError):
-                async with database.session() as session:
-                    await session.execute(select(RequestHistory))
-            assert await database.ping() is False
-        finally:
-            await database.dispose()
+        read = await client.get("/v1/history")
+        write = await client.post(
+            "/v1/auth/register", json={"email": "ada@example.com", "display_name": "Ada"}
+        )
+        readiness = await client.get("/internal/health", headers=OPERATOR)
+
+        for response in (read, write):
+            assert response.status_code == 503
+            assert ErrorResponse.model_validate(response.json()).error.code == (
+                "database_unavailable"
+            )
+        statuses = {dep["name"]: dep["status"] for dep in readiness.json()["dependencies"]}
+        assert statuses["database"] == "down"
 
 
 on_sqlite = pytest.mark.parametrize("database_backend", ["sqlite"], indirect=True)
@@ -103,7 +128,13 @@ def history_row(api_key_id: str, *, row_id: int | None = None) -> RequestHistory
 
 class TestOutageOrBug:
     """Seam: Database.session → the driver's own errors (SQLSTATE, SQLite result codes) →
-    DatabaseUnavailableError for "not now", the driver's error for a bug."""
+    DatabaseUnavailableError for "not now", the driver's error for a bug.
+
+    Paths: DB-03
+    Real: SQLAlchemy, aiosqlite on a migrated SQLite file, asyncpg on the worker's PostgreSQL
+    database; the lock holder (sqlite3) and the backend terminator (pg_terminate_backend).
+    Faked: nothing.
+    """
 
     @on_sqlite
     @pytest.mark.covers("DB-03")

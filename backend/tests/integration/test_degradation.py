@@ -53,7 +53,15 @@ async def cache_then_open_circuit(
 
 
 class TestDegradedServing:
-    """Seam: TextProcessor → ResponseCache (every Redis tier) → breaker → provider."""
+    """Seam: TextProcessor → ResponseCache (every Redis tier) → breaker → provider.
+
+    Paths: DEGR-01, DEGR-03, DEGR-04
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the cache and breaker on fakeredis, a redis-server and a container; SQLite and PostgreSQL
+    for the history.
+    Faked: the AI provider (FakeProvider, failing to open the breaker), time (FakeClock, to age
+    entries past their TTL and grace).
+    """
 
     @pytest.mark.covers("DEGR-01")
     async def test_stale_entry_served_degraded_while_circuit_open(
@@ -224,7 +232,14 @@ class TestDegradedServing:
 
 
 class TestProviderFailureMapping:
-    """Seam: pydantic-ai errors → AIProvider translation → error handler, circuit closed."""
+    """Seam: pydantic-ai errors → AIProvider translation → error handler, circuit closed.
+
+    Paths: DEGR-02
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    pydantic-ai's own exception types; the in-memory cache; SQLite.
+    Faked: the AI provider (FakeProvider raising 5xx, 4xx, connection errors, hanging, or
+    answering invalid output).
+    """
 
     @pytest.mark.covers("DEGR-02")
     @pytest.mark.parametrize(

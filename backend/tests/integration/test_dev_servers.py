@@ -144,7 +144,13 @@ def make_run(tmp_path: Path) -> Iterator[tuple[MakeTarget, int, int]]:
 
 
 class TestMakeRun:
-    """Seam: make run → scripts/run_together.py → uvicorn's reloader and worker, and Streamlit."""
+    """Seam: make run → scripts/run_together.py → uvicorn's reloader and worker, and Streamlit.
+
+    Paths: DEV-02, DEV-03
+    Real: `make run` itself in a process group of its own: scripts/run_together.py, uvicorn's
+    reloader and worker, Streamlit, on free loopback ports with SQLite in tmp_path; the signals.
+    Faked: nothing.
+    """
 
     @pytest.mark.timeout(STARTUP_SECONDS + STOP_SECONDS + 30)
     @pytest.mark.covers("DEV-02", "DEV-03")
@@ -186,7 +192,13 @@ class TestMakeRun:
 
 
 class TestBadSettings:
-    """Seam: environment → app.cli (check, serve) → the Makefile targets' exit status."""
+    """Seam: environment → app.cli (check, serve) → the Makefile targets' exit status.
+
+    Paths: DEV-04
+    Real: `make run-backend` and `make run` with a bad setting in the environment: app.cli and
+    make's exit status.
+    Faked: nothing.
+    """
 
     @pytest.mark.timeout(BAD_SETTING_SECONDS + 30)
     @pytest.mark.covers("DEV-04")
@@ -239,7 +251,13 @@ class TestBadSettings:
 
 class TestMakeRunBackendJsonLogs:
     """Seam: make run-backend → app.cli serve --log-config → uvicorn's reloader and worker →
-    the app's log handler."""
+    the app's log handler.
+
+    Paths: OBS-04
+    Real: `make run-backend` with LOG_FORMAT=json on a free loopback port, SQLite in tmp_path:
+    uvicorn's reloader and worker, the app's log configuration, a real request over HTTP.
+    Faked: nothing.
+    """
 
     @pytest.mark.timeout(STARTUP_SECONDS + STOP_SECONDS + 30)
     @pytest.mark.covers("OBS-04")

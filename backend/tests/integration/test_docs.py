@@ -36,7 +36,13 @@ def basic(key: str) -> dict[str, str]:
 
 
 class TestDocumentedExamples:
-    """Seam: OpenAPI documents' request examples → the routes they document."""
+    """Seam: OpenAPI documents' request examples → the routes they document.
+
+    Paths: DOCS-01
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    both OpenAPI documents as the app builds them; SQLite; the local model.
+    Faked: nothing: the local model answers every example.
+    """
 
     @pytest.mark.covers("DOCS-01")
     async def test_every_request_example_of_both_documents_succeeds(
@@ -85,7 +91,13 @@ class TestDocumentedExamples:
 
 
 class TestDocumentationPages:
-    """Seam: /docs, /redoc, /internal/docs → the app's own static assets."""
+    """Seam: /docs, /redoc, /internal/docs → the app's own static assets.
+
+    Paths: DOCS-02
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the pages' HTML and the static assets fastapi-offline installs.
+    Faked: nothing.
+    """
 
     @pytest.mark.covers("DOCS-02")
     @pytest.mark.parametrize(("page", "key"), PAGES.items(), ids=PAGES.keys())
@@ -116,7 +128,13 @@ class TestDocumentationPages:
 
 
 class TestOperatorDocumentation:
-    """Seam: /internal/openapi.json and /internal/docs → operator authentication."""
+    """Seam: /internal/openapi.json and /internal/docs → operator authentication.
+
+    Paths: DOCS-03
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the operator key check and its Basic challenge.
+    Faked: nothing.
+    """
 
     @pytest.mark.covers("DOCS-03")
     @pytest.mark.parametrize("path", ["/internal/openapi.json", "/internal/docs"])

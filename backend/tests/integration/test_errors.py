@@ -83,7 +83,14 @@ BAD_BODIES: dict[str, tuple[dict[str, str], bytes, int, str]] = {
 
 
 class TestErrorContract:
-    """Seam: middleware → routes → exception handlers → `shared.errors.ErrorResponse`."""
+    """Seam: middleware → routes → exception handlers → `shared.errors.ErrorResponse`.
+
+    Paths: ERR-01, ERR-02, ERR-03, ERR-04, ERR-05
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the shared error model the clients parse.
+    Faked: the AI provider (FakeProvider, counting the calls a refused body must not make);
+    otherwise nothing: the requests are hostile on their own.
+    """
 
     @pytest.mark.covers("ERR-01")
     async def test_unknown_route_returns_shared_error_body(self, make_client: ClientFactory):

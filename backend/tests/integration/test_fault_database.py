@@ -91,8 +91,15 @@ async def row_counts(backend: DatabaseBackend) -> dict[str, int]:
 
 @on_postgresql
 class TestPostgresUnreachable:
-    """Seam: API writes (history, registration) → Database sessions → PostgreSQL, through a
-    proxy the test cuts and restores."""
+    """Seam: API writes (history, registration) → Database sessions → PostgreSQL, through a proxy
+    the test cuts and restores.
+
+    Paths: FAULT-04
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    PostgreSQL behind a loopback TCP proxy that drops every connection, or resets one mid-
+    transaction (a real partition, real driver errors).
+    Faked: the AI provider (FakeProvider).
+    """
 
     @pytest.mark.covers("FAULT-04")
     async def test_database_cut_writes_get_503_readiness_down_then_clean_recovery(
@@ -186,7 +193,13 @@ def missing(folder: Path) -> Iterator[None]:
 
 @on_sqlite
 class TestSqliteVolumeMissing:
-    """Seam: API writes → Database sessions → a SQLite file whose folder has disappeared."""
+    """Seam: API writes → Database sessions → a SQLite file whose folder has disappeared.
+
+    Paths: FAULT-04
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    aiosqlite on a real file whose folder the test moves away and back.
+    Faked: the AI provider (FakeProvider).
+    """
 
     @pytest.mark.covers("FAULT-04")
     async def test_database_folder_gone_writes_get_503_until_it_returns(
@@ -319,7 +332,14 @@ async def history_hashes(backend: DatabaseBackend) -> list[str]:
 @pytest.mark.tiers("postgresql")
 class TestPostgresRestarting:
     """Seam: API reads and writes → Database sessions (pre-ping pool) → a private PostgreSQL
-    that is killed and restarted, or held in recovery (SQLSTATE 57P03)."""
+    that is killed and restarted, or held in recovery (SQLSTATE 57P03).
+
+    Paths: FAULT-05
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    asyncpg and SQLAlchemy's pool on a private PostgreSQL cluster (a copy of a per-worker
+    template on a port no other worker gets), held in recovery, SIGKILLed and restarted.
+    Faked: the AI provider (the offline local model).
+    """
 
     @pytest.mark.covers("FAULT-05")
     async def test_in_recovery_answers_503_with_retry_after_then_first_request_after_200(

@@ -147,7 +147,13 @@ async def in_redis(redis: RedisBackend) -> tuple[int, list[int]]:
 @pytest.mark.tiers("redis-server")
 class TestRedisKilledUnderLoad:
     """Seam: API under concurrent load → rate limiter, cache, breaker store → a Redis process
-    killed mid-load → history rows in the database."""
+    killed mid-load → history rows in the database.
+
+    Paths: FAULT-01
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP; a
+    private redis-server the test SIGKILLs mid-load; SQLite and PostgreSQL.
+    Faked: the AI provider (FakeProvider).
+    """
 
     @pytest.mark.covers("FAULT-01")
     async def test_redis_killed_mid_load_no_5xx_and_history_row_per_request(
@@ -187,8 +193,14 @@ class TestRedisKilledUnderLoad:
 
 @pytest.mark.tiers("redis-server")
 class TestRedisRestarted:
-    """Seam: redis-py's connection pool → a Redis restarted on the same port → the cache's and
-    the rate limiter's way back from their memory fallback."""
+    """Seam: redis-py's connection pool → a Redis restarted on the same port → the cache's and the
+    rate limiter's way back from their memory fallback.
+
+    Paths: FAULT-02
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP; a
+    private redis-server killed and started again on its port; redis-py's pool.
+    Faked: the AI provider (FakeProvider), time (FakeClock, past the retry window).
+    """
 
     @pytest.mark.covers("FAULT-02")
     async def test_redis_restarted_after_outage_cache_used_again_within_two_seconds(
@@ -291,7 +303,15 @@ async def connections_used(proxy: TcpProxy, work: Awaitable[T]) -> tuple[T, int]
 @pytest.mark.tiers("redis-server")
 class TestRedisFrozen:
     """Seam: API → rate limiter, cache (its stats included), breaker store on one process-wide
-    Redis availability → a redis-server frozen with SIGSTOP, behind a counting proxy."""
+    Redis availability → a redis-server frozen with SIGSTOP, behind a counting proxy.
+
+    Paths: FAULT-06
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP; a
+    private redis-server on a port no other worker gets, frozen with SIGSTOP and resumed, behind
+    a loopback proxy that counts the connections written to.
+    Faked: the AI provider (the local model, or FakeProvider), time (FakeClock, past the retry
+    window).
+    """
 
     @pytest.mark.covers("FAULT-06")
     async def test_frozen_redis_each_request_pays_one_timeout_at_most_then_redis_used_again(
@@ -425,7 +445,14 @@ class TestRedisFrozen:
 
 class TestProviderErrorStorm:
     """Seam: concurrent API requests → retries inside the circuit breaker (state in each Redis
-    tier) → a provider answering 500 to everything."""
+    tier) → a provider answering 500 to everything.
+
+    Paths: FAULT-03
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the breaker store on fakeredis, a redis-server and a container.
+    Faked: the AI provider (FakeProvider failing on command), time (FakeClock), the backoff (the
+    recording sleep).
+    """
 
     @pytest.mark.covers("FAULT-03")
     async def test_error_storm_opens_breaker_and_provider_calls_stop(

@@ -7,7 +7,13 @@ from shared.health import ReadinessResponse
 
 
 class TestReadiness:
-    """Seam: /internal/health → health service → database ping and cache ping."""
+    """Seam: /internal/health → health service → database ping and cache ping.
+
+    Paths: HEALTH-01, HEALTH-02
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    every Redis tier and both databases; for the outage, a real refused connection.
+    Faked: nothing: the local model is the provider.
+    """
 
     @pytest.mark.covers("HEALTH-01")
     async def test_all_dependencies_up_reports_ok(

@@ -29,7 +29,13 @@ async def stored_rows(database_url: str) -> list[RequestHistory]:
 
 
 class TestHistoryRecording:
-    """Seam: TextProcessor → HistoryService → RequestHistory rows, on SQLite and PostgreSQL."""
+    """Seam: TextProcessor → HistoryService → RequestHistory rows, on SQLite and PostgreSQL.
+
+    Paths: HIST-01
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    SQLite and PostgreSQL, read back through the test's own session.
+    Faked: the AI provider (FakeProvider, failing for the error outcomes).
+    """
 
     @pytest.mark.covers("HIST-01")
     async def test_each_request_leaves_one_row_with_hash_never_text(
@@ -75,7 +81,13 @@ class TestHistoryRecording:
 
 
 class TestHistoryListing:
-    """Seam: GET /v1/history → HistoryService.page → query by key, ordered and paginated."""
+    """Seam: GET /v1/history → HistoryService.page → query by key, ordered and paginated.
+
+    Paths: HIST-02
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    SQLite and PostgreSQL.
+    Faked: the AI provider (FakeProvider).
+    """
 
     @pytest.mark.covers("HIST-02")
     async def test_caller_sees_only_own_records_newest_first_in_pages(

@@ -38,7 +38,13 @@ def assert_hardened(response: Response, policy: str = API_CONTENT_SECURITY_POLIC
 
 
 class TestSecurityHeaders:
-    """Seam: every response → SecurityHeadersMiddleware (outermost) → the browser."""
+    """Seam: every response → SecurityHeadersMiddleware (outermost) → the browser.
+
+    Paths: HTTP-01
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    every middleware as create_app adds it (CORS and host checks configured).
+    Faked: the browser (headers read by the test).
+    """
 
     @pytest.mark.covers("HTTP-01")
     @pytest.mark.parametrize(
@@ -105,7 +111,13 @@ class TestSecurityHeaders:
 
 
 class TestCors:
-    """Seam: a browser's cross-origin request → CORSMiddleware (CORS_ALLOW_ORIGINS)."""
+    """Seam: a browser's cross-origin request → CORSMiddleware (CORS_ALLOW_ORIGINS).
+
+    Paths: HTTP-02
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    Starlette's CORSMiddleware from CORS_ALLOW_ORIGINS.
+    Faked: the browser (preflights and Origin headers sent by the test).
+    """
 
     @pytest.mark.covers("HTTP-02")
     async def test_preflight_from_a_listed_origin_is_allowed(self, make_client: ClientFactory):
@@ -181,7 +193,14 @@ class TestCors:
 
 
 class TestHsts:
-    """Seam: the request's scheme (TLS, or a trusted proxy's X-Forwarded-Proto) → HSTS."""
+    """Seam: the request's scheme (TLS, or a trusted proxy's X-Forwarded-Proto) → HSTS.
+
+    Paths: HTTP-03
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    for the proxy header, the app served by a real uvicorn on loopback (fakes.live_server) with
+    the image's --proxy-headers and FORWARDED_ALLOW_IPS.
+    Faked: the TLS-terminating proxy (the scheme, or X-Forwarded-Proto, set by the test).
+    """
 
     @pytest.mark.covers("HTTP-03")
     @pytest.mark.parametrize(
@@ -241,7 +260,14 @@ class TestHsts:
 
 
 class TestCompression:
-    """Seam: Accept-Encoding → GZipMiddleware → response body."""
+    """Seam: Accept-Encoding → GZipMiddleware → response body.
+
+    Paths: HTTP-01, HTTP-04
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    GZipMiddleware; for the event stream, the app served by a real uvicorn on loopback
+    (fakes.live_server).
+    Faked: the AI provider (FakeProvider) for the stream.
+    """
 
     @pytest.mark.covers("HTTP-04")
     @pytest.mark.parametrize("path", ["/openapi.json", "/internal/openapi.json"])
@@ -330,7 +356,13 @@ class TestCompression:
 
 
 class TestAllowedHosts:
-    """Seam: the Host header → TrustedHostMiddleware (ALLOWED_HOSTS)."""
+    """Seam: the Host header → TrustedHostMiddleware (ALLOWED_HOSTS).
+
+    Paths: HTTP-05
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    Starlette's TrustedHostMiddleware from ALLOWED_HOSTS.
+    Faked: nothing: the Host header is the client's to send.
+    """
 
     @pytest.mark.covers("HTTP-05")
     @pytest.mark.parametrize(

@@ -24,7 +24,13 @@ async def scrape(client: AsyncClient) -> dict[str, dict[tuple[tuple[str, str], .
 
 
 class TestRequestMetrics:
-    """Seam: RequestContextMiddleware → the router's choice → Prometheus labels."""
+    """Seam: RequestContextMiddleware → the router's choice → Prometheus labels.
+
+    Paths: OBS-08
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    prometheus_client's registry read through /internal/metrics.
+    Faked: nothing.
+    """
 
     @pytest.mark.covers("OBS-08")
     async def test_each_request_is_counted_under_its_full_route_template(
@@ -70,7 +76,14 @@ class TestRequestMetrics:
 
 
 class TestAppMetrics:
-    """Seam: middleware, cache, breaker, provider and rate limiter → Metrics → /internal/metrics."""
+    """Seam: middleware, cache, breaker, provider and rate limiter → Metrics → /internal/metrics.
+
+    Paths: OBS-07
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the breaker and rate limiter in memory; prometheus_client's registry read through
+    /internal/metrics.
+    Faked: the AI provider (FakeProvider failing, then succeeding).
+    """
 
     @pytest.mark.covers("OBS-07")
     async def test_breaker_state_and_provider_latency_follow_an_outage(

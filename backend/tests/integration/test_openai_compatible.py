@@ -70,7 +70,14 @@ async def breaker_state(client: AsyncClient) -> str:
 
 
 class TestOpenAICompatibleProvider:
-    """Seam: API → ResilientProvider → OpenAIChatModel → AsyncOpenAI → HTTP → loopback server."""
+    """Seam: API → ResilientProvider → OpenAIChatModel → AsyncOpenAI → HTTP → loopback server.
+
+    Paths: BRK-01, BRK-02, BRK-04, DEGR-02, PROV-01, PROV-02, PROV-03, PROV-04, RETRY-03
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    pydantic-ai's OpenAI model and the OpenAI SDK speaking real HTTP to a server on loopback.
+    Faked: the LLM service (an OpenAI-compatible server in a thread, answering, failing or
+    throttling on command), time (FakeClock), the backoff (the recording sleep).
+    """
 
     @pytest.mark.covers("PROV-02")
     @pytest.mark.parametrize("operation", list(Operation))

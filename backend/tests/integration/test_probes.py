@@ -38,7 +38,14 @@ async def provider_detail(client: AsyncClient) -> str:
 
 
 class TestProbes:
-    """Seam: /healthz and /readyz, no key → health service → database, cache and provider."""
+    """Seam: /healthz and /readyz, no key → health service → database, cache and provider.
+
+    Paths: OBS-01
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    SQLite and the worker's PostgreSQL database, for a cut a loopback TCP proxy to it; a refused
+    Redis port and a refused PostgreSQL port.
+    Faked: nothing: every outage is a real refused or cut connection.
+    """
 
     @pytest.mark.covers("OBS-01")
     async def test_all_up_ready_without_key_and_without_details(
@@ -157,7 +164,14 @@ async def poll_provider_detail(client: AsyncClient, expected: str, attempts: int
 
 
 class TestProviderReadiness:
-    """Seam: readiness → ResilientProvider (breaker outcomes, background check) → provider."""
+    """Seam: readiness → ResilientProvider (breaker outcomes, background check) → provider.
+
+    Paths: OBS-02
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the breaker and the background provider check; an OpenAI-compatible server on loopback
+    (fakes.openai_server) over real HTTP that accepts or refuses the key.
+    Faked: the AI provider (the loopback server, or FakeProvider failing).
+    """
 
     @pytest.mark.covers("OBS-02")
     async def test_refused_key_degrades_provider_without_spending_tokens(

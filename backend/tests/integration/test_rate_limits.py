@@ -29,7 +29,14 @@ async def limit_keys(redis: Redis, pattern: str = "*") -> list[bytes]:
 
 
 class TestRateLimit:
-    """Seam: text routes → charge_rate_limit → `limits` moving window in Redis → headers."""
+    """Seam: text routes → charge_rate_limit → `limits` moving window in Redis → headers.
+
+    Paths: RATE-01
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    `limits` counting on fakeredis, a redis-server and a container; SQLite and PostgreSQL for
+    the keys' tiers and usage; the wall clock `limits` reads.
+    Faked: nothing: the local model is the provider.
+    """
 
     @pytest.mark.covers("RATE-01")
     async def test_limit_reached_returns_429_with_retry_after_and_limit_headers(
@@ -47,8 +54,9 @@ class TestRateLimit:
         Test strategy: a free tier of 3 per minute; four requests with a registered key; look
         into Redis for the counter and into the database for the usage.
         Success criteria: 200s counting X-RateLimit-Remaining down 2, 1, 0; then 429
-        `rate_limited` with Retry-After (1-60 s), limit 3, remaining 0 and a future reset; the
-        key's window in Redis holds 3 requests; only those 3 count as usage in the database.
+        `rate_limited` with Retry-After (1-60 s), limit 3, remaining 0 and a reset one minute
+        after the first request; the key's window in Redis holds 3 requests; only those 3
+        count as usage in the database.
         """
         client = await make_client(
             database=database_backend,
@@ -57,10 +65,14 @@ class TestRateLimit:
         )
         key = await register(client)
 
+        # The limiter reads the wall clock; the reset is bracketed by readings of it taken around
+        # the requests, so no assumption about how long they take is made.
+        started = time.time()
         responses = [
             await client.post("/v1/text/process", json=TEXT, headers={"X-API-Key": key})
             for _ in range(4)
         ]
+        finished = time.time()
 
         *admitted, refused = responses
         assert [r.status_code for r in admitted] == [200, 200, 200]
@@ -70,7 +82,8 @@ class TestRateLimit:
         assert 1 <= int(refused.headers["Retry-After"]) <= 60
         assert refused.headers["X-RateLimit-Limit"] == "3"
         assert refused.headers["X-RateLimit-Remaining"] == "0"
-        assert int(refused.headers["X-RateLimit-Reset"]) > time.time()
+        # One minute after the oldest counted request, rounded up to a whole second.
+        assert int(started) + 60 <= int(refused.headers["X-RateLimit-Reset"]) <= finished + 61
         database = Database(database_backend.url)
         try:
             async with database.session() as session:
@@ -131,7 +144,13 @@ class TestRateLimit:
 
 
 class TestRegistrationLimit:
-    """Seam: POST /v1/auth/register → per-address moving window in Redis → accounts service."""
+    """Seam: POST /v1/auth/register → per-address moving window in Redis → accounts service.
+
+    Paths: RATE-04
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the limiter on every Redis tier; SQLite and PostgreSQL.
+    Faked: nothing: registration calls no provider.
+    """
 
     @pytest.mark.covers("RATE-04")
     async def test_registrations_past_the_address_limit_get_429_and_create_nothing(
@@ -186,7 +205,14 @@ def body(email: str) -> dict[str, str]:
 
 
 class TestRateLimitFallback:
-    """Seam: rate limiter → Redis outage → in-memory counting → back to Redis."""
+    """Seam: rate limiter → Redis outage → in-memory counting → back to Redis.
+
+    Paths: RATE-02
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    a real Redis client meeting a refused connection; the in-memory limiter.
+    Faked: Redis for the way back (a FakeServer disconnected and reconnected on command), time
+    (FakeClock, past the retry window).
+    """
 
     @pytest.mark.covers("RATE-02")
     async def test_unreachable_redis_limits_from_memory_without_5xx(
@@ -247,7 +273,13 @@ class TestRateLimitFallback:
 
 
 class TestTiers:
-    """Seam: Principal (role, tier) → charge_rate_limit → settings' tiers."""
+    """Seam: Principal (role, tier) → charge_rate_limit → settings' tiers.
+
+    Paths: RATE-03
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the in-memory limiter; SQLite.
+    Faked: nothing.
+    """
 
     @pytest.mark.covers("RATE-03")
     async def test_operator_key_is_never_rate_limited(self, make_client: ClientFactory):

@@ -54,7 +54,14 @@ class RecoveringSleep(RecordingSleep):
 
 
 class TestRetryPolicy:
-    """Seam: ResilientProvider → call_with_retries (tenacity) → provider; breaker outside."""
+    """Seam: ResilientProvider → call_with_retries (tenacity) → provider; breaker outside.
+
+    Paths: RETRY-01, RETRY-02, RETRY-03, RETRY-04, RETRY-05
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    tenacity; asyncio's timeouts, on real time (50 ms) where a cut is the point.
+    Faked: the AI provider (FakeProvider failing or hanging), the backoff (a recording sleep
+    that returns at once).
+    """
 
     @pytest.mark.covers("RETRY-01")
     async def test_transient_failures_retried_up_to_cap_and_counted_once(
@@ -235,7 +242,14 @@ class TestRetryPolicy:
 
 
 class TestRecoveryDuringBackoff:
-    """Seam: retry loop → provider that recovers between two attempts."""
+    """Seam: retry loop → provider that recovers between two attempts.
+
+    Paths: RETRY-01
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    tenacity; the breaker in memory.
+    Faked: the AI provider (FakeProvider), the backoff (a sleep that records the wait and heals
+    the provider, passed to make_client).
+    """
 
     @pytest.mark.covers("RETRY-01")
     async def test_transient_failure_then_recovery_answers_200(

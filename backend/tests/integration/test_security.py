@@ -90,7 +90,13 @@ async def revoked_key(client: AsyncClient) -> str:
 
 
 class TestAuthenticationMatrix:
-    """Seam: every route in the app's route table → key extraction → Authenticator → role."""
+    """Seam: every route in the app's route table → key extraction → Authenticator → role.
+
+    Paths: SEC-01
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the route table read from the app itself; SQLite with a revoked key.
+    Faked: nothing.
+    """
 
     @pytest.mark.covers("SEC-01")
     def test_every_deliberately_public_route_exists(self):
@@ -192,7 +198,13 @@ class MeteredBody:
 
 
 class TestOversizedBody:
-    """Seam: BodySizeLimitMiddleware → the ASGI receive channel, before any route reads it."""
+    """Seam: BodySizeLimitMiddleware → the ASGI receive channel, before any route reads it.
+
+    Paths: SEC-02
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP.
+    Faked: the client's body (a metered stream counting the chunks pulled), the AI provider
+    (FakeProvider, to show no call was made).
+    """
 
     @pytest.mark.covers("SEC-02")
     async def test_declared_oversized_body_refused_413_before_reading_any_of_it(
@@ -289,8 +301,13 @@ def reflected(response: Response, value: bytes) -> bool:
 
 
 class TestHeaderInjection:
-    """Seam: raw request headers → request-id middleware, key extraction, Cache-Control →
-    response headers and error body."""
+    """Seam: raw request headers → request-id middleware, key extraction, Cache-Control → response
+    headers and error body.
+
+    Paths: SEC-03
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP.
+    Faked: the AI provider (FakeProvider).
+    """
 
     @pytest.mark.covers("SEC-03")
     @pytest.mark.parametrize("value", UNSAFE_REQUEST_IDS.values(), ids=UNSAFE_REQUEST_IDS.keys())
@@ -370,7 +387,13 @@ class TestHeaderInjection:
 
 
 class TestPromptInjectionCorpus:
-    """Seam: POST /v1/text/process → request model → cleaning → prompt → provider boundary."""
+    """Seam: POST /v1/text/process → request model → cleaning → prompt → provider boundary.
+
+    Paths: SEC-04
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the fixed instructions.
+    Faked: the AI provider (FakeProvider recording each document and its instructions).
+    """
 
     @pytest.mark.covers("SEC-04")
     @pytest.mark.parametrize("sample", CORPUS, ids=[sample.name for sample in CORPUS])
@@ -423,14 +446,6 @@ def is_json(raw: bytes | str | None) -> bool:
     return True
 
 
-@pytest.fixture
-async def redis_inspector(redis_backend: RedisBackend) -> AsyncIterator[Redis]:
-    """The test's own client on the app's Redis."""
-    client = redis_backend.client()
-    yield client
-    await client.aclose()
-
-
 async def stored_values(redis: Redis) -> list[tuple[str, bytes | str | None]]:
     """Every value under the cache prefix: whole strings, and hashes field by field."""
     stored: list[tuple[str, bytes | str | None]] = []
@@ -443,7 +458,14 @@ async def stored_values(redis: Redis) -> list[tuple[str, bytes | str | None]]:
 
 
 class TestCachedValuesAreJson:
-    """Seam: answers to the corpus → ResponseCache → Redis, read back by an outside client."""
+    """Seam: answers to the corpus → ResponseCache → Redis, read back by an outside client.
+
+    Paths: SEC-05
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the local model; the cache on fakeredis, a redis-server and a container, inspected with the
+    test's own client.
+    Faked: nothing.
+    """
 
     @pytest.mark.covers("SEC-05")
     async def test_every_cached_value_is_json(

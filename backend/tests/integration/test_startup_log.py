@@ -12,7 +12,14 @@ from fakes.services import free_port
 
 
 class TestStartupLog:
-    """Seam: the app's lifespan → Database.migrate and the Redis client → the start-up log."""
+    """Seam: the app's lifespan → Database.migrate and the Redis client → the start-up log.
+
+    Paths: DEV-05
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    Alembic migrating SQLite at start; the Redis client on a refused port; the log configuration
+    writing to the captured output.
+    Faked: nothing.
+    """
 
     @pytest.mark.covers("DEV-05")
     async def test_migrations_at_start_log_one_line_and_no_alembic_chatter(

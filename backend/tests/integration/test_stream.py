@@ -201,7 +201,14 @@ async def breaker_state(client: httpx.AsyncClient) -> str:
 
 
 class TestStreamEvents:
-    """Seam: POST /v1/text/stream → TextProcessor.stream → provider stream → server-sent events."""
+    """Seam: POST /v1/text/stream → TextProcessor.stream → provider stream → server-sent events.
+
+    Paths: STREAM-01
+    Real: the app from create_app served by a real uvicorn on loopback (fakes.live_server),
+    every layer of ours, over TCP; sse-starlette; SQLite; the local model's own stream.
+    Faked: the AI provider (FakeProvider's stream, or an OpenAI-compatible server on loopback
+    streaming Chat Completions chunks over real HTTP).
+    """
 
     @pytest.mark.covers("STREAM-01")
     async def test_stream_sends_meta_then_deltas_then_done_equal_to_process(
@@ -303,7 +310,14 @@ class TestStreamEvents:
 
 
 class TestStreamCache:
-    """Seam: POST /v1/text/stream → ResponseCache (LRU → Redis) → provider stream."""
+    """Seam: POST /v1/text/stream → ResponseCache (LRU → Redis) → provider stream.
+
+    Paths: STREAM-02, STREAM-03, STREAM-05
+    Real: the app served by a real uvicorn on loopback, over TCP; the cache on every Redis tier
+    (fakeredis, redis-server, container); SQLite.
+    Faked: the AI provider (FakeProvider, or the loopback OpenAI-compatible server), told to
+    break a stream off.
+    """
 
     @pytest.mark.covers("STREAM-02")
     async def test_completed_stream_is_cached_and_a_hit_streams_at_once(
@@ -412,7 +426,14 @@ async def read_then_leave(client: httpx.AsyncClient, *, deltas: int) -> list[str
 
 
 class TestStreamResilience:
-    """Seam: POST /v1/text/stream → CircuitBreaker → retries → provider stream."""
+    """Seam: POST /v1/text/stream → CircuitBreaker → retries → provider stream.
+
+    Paths: STREAM-04, STREAM-08
+    Real: the app served by a real uvicorn on loopback, over TCP; tenacity; the breaker in
+    memory; the stale answer on every Redis tier; SQLite.
+    Faked: the AI provider (FakeProvider, or the loopback OpenAI-compatible server) failing on
+    command; time (FakeClock); the backoff (RecordingSleep).
+    """
 
     @pytest.mark.covers("STREAM-04")
     async def test_failure_after_the_first_token_ends_the_stream_and_opens_the_breaker(
@@ -545,7 +566,14 @@ class TestStreamResilience:
 
 
 class TestStreamDisconnect:
-    """Seam: client → TCP → uvicorn → sse-starlette → cancelled provider stream → history."""
+    """Seam: client → TCP → uvicorn → sse-starlette → cancelled provider stream → history.
+
+    Paths: STREAM-05, STREAM-06, STREAM-08
+    Real: the app served by a real uvicorn on loopback, over TCP: a client that leaves closes a
+    real connection; sse-starlette's heartbeats and send timeout; SQLite.
+    Faked: the AI provider (FakeProvider, or the loopback OpenAI-compatible server) pausing
+    mid-answer and telling when its caller left.
+    """
 
     @pytest.mark.covers("STREAM-05", "STREAM-06")
     async def test_client_leaving_mid_stream_cancels_the_provider_call(
@@ -684,7 +712,13 @@ async def frozen_reader(client: httpx.AsyncClient, body: dict[str, Any]) -> Asyn
 
 
 class TestStreamAccounting:
-    """Seam: POST /v1/text/stream → rate limiter and history, once per stream."""
+    """Seam: POST /v1/text/stream → rate limiter and history, once per stream.
+
+    Paths: STREAM-06, STREAM-07
+    Real: the app served by a real uvicorn on loopback, over TCP; history on SQLite and the
+    worker's PostgreSQL database; the rate limiter in memory.
+    Faked: the AI provider (FakeProvider, or the loopback OpenAI-compatible server).
+    """
 
     @pytest.mark.covers("STREAM-06")
     async def test_one_history_row_per_stream_with_its_outcome(

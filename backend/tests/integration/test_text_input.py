@@ -26,7 +26,13 @@ BENIGN_TRICKY_TEXTS = {
 
 
 class TestProviderInput:
-    """Seam: POST /v1/text/process → cleaning → provider document (the user message's JSON)."""
+    """Seam: POST /v1/text/process → cleaning → provider document (the user message's JSON).
+
+    Paths: TEXT-01, TEXT-02, TEXT-03
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the shared request contracts.
+    Faked: the AI provider (FakeProvider recording each document it receives).
+    """
 
     @pytest.mark.covers("TEXT-01")
     @pytest.mark.parametrize("text", BENIGN_TRICKY_TEXTS.values(), ids=BENIGN_TRICKY_TEXTS.keys())
@@ -150,7 +156,13 @@ INVALID_REQUESTS: dict[str, tuple[dict[str, Any], list[str | int], str]] = {
 
 
 class TestRequestValidation:
-    """Seam: request body → request models and the service's checks → 422 error contract."""
+    """Seam: request body → request models and the service's checks → 422 error contract.
+
+    Paths: TEXT-02, TEXT-03
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the shared request contracts.
+    Faked: the AI provider (FakeProvider, to show no call was made).
+    """
 
     @pytest.mark.covers("TEXT-02", "TEXT-03")
     @pytest.mark.parametrize(
@@ -189,7 +201,13 @@ class TestRequestValidation:
 
 
 class TestBodyLimit:
-    """Seam: BodySizeLimitMiddleware → a streamed request body to the text route."""
+    """Seam: BodySizeLimitMiddleware → a streamed request body to the text route.
+
+    Paths: TEXT-04
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP; a
+    chunked body with no declared length.
+    Faked: the AI provider (FakeProvider, to show no call was made).
+    """
 
     @pytest.mark.covers("TEXT-04")
     async def test_streamed_body_over_limit_refused_413_without_echo(
@@ -222,7 +240,13 @@ class TestBodyLimit:
 
 
 class TestOperationsCatalogue:
-    """Seam: GET /v1/text/operations → the shared operation and option contracts."""
+    """Seam: GET /v1/text/operations → the shared operation and option contracts.
+
+    Paths: TEXT-05
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    the shared contracts.
+    Faked: nothing.
+    """
 
     @pytest.mark.covers("TEXT-05")
     async def test_operations_listed_with_their_options_and_question_rule(

@@ -48,7 +48,15 @@ async def token_metrics(client: AsyncClient) -> dict[tuple[str, str], float]:
 
 
 class TestTokenUsage:
-    """Seam: provider usage → TextProcessor → history rows and key counters → the API."""
+    """Seam: provider usage → TextProcessor → history rows and key counters → the API.
+
+    Paths: OBS-05
+    Real: the app from create_app in its lifespan, every layer of ours, over in-process HTTP;
+    history on SQLite and the worker's PostgreSQL database; the OpenAI SDK and pydantic-ai
+    parsing usage from an OpenAI-compatible server on loopback over real HTTP.
+    Faked: the AI provider (the loopback server, reporting fixed token counts; the local model's
+    estimate).
+    """
 
     @pytest.mark.covers("OBS-05")
     async def test_provider_tokens_per_row_summed_per_key_and_model(
@@ -140,7 +148,7 @@ class TestTokenUsage:
         }
 
     @pytest.mark.covers("OBS-05")
-    async def test_local_model_tokens_estimated_and_flagged(self, client: AsyncClient):
+    async def test_local_model_tokens_estimated_and_flagged(self, make_client: ClientFactory):
         """The offline model counts no tokens: an estimate is recorded, and marked as one.
 
         Integration scope: local FunctionModel → pydantic-ai's usage estimate → history.
@@ -150,6 +158,7 @@ class TestTokenUsage:
         stream of the same text (the cache skipped; pydantic-ai estimates a streamed request
         its own way, so the figures may differ); the metrics count both under model `local`.
         """
+        client = await make_client()
         body = {"operation": "summarize", "text": HARBOUR}
         await client.post("/v1/text/process", json=body)
         await client.post("/v1/text/stream", json=body, headers={"Cache-Control": "no-cache"})
@@ -170,7 +179,12 @@ class TestTokenUsage:
 
 
 class TestTokenMigration:
-    """Seam: Alembic 0002 → 0003_tokens on a database that already holds history."""
+    """Seam: Alembic 0002 → 0003_tokens on a database that already holds history.
+
+    Paths: OBS-05
+    Real: Alembic's migrations 0002 → head on a SQLite file, rows written as the old code did.
+    Faked: nothing.
+    """
 
     @pytest.mark.covers("OBS-05")
     async def test_rows_before_migration_keep_unknown_tokens(self, tmp_path: Path):

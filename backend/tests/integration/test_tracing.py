@@ -77,7 +77,14 @@ def one(spans: list[ReadableSpan], name: str) -> ReadableSpan:
 
 class TestTracing:
     """Seam: FastAPI, pydantic-ai, httpx2, Redis and SQLAlchemy instrumentation → one tracer
-    provider per app → a span exporter."""
+    provider per app → a span exporter.
+
+    Paths: OBS-06
+    Real: the app from create_app in its lifespan with OpenTelemetry's instrumentation, over
+    in-process HTTP; SQLite; the OpenAI client over real HTTP to an OpenAI-compatible server on
+    loopback; OpenTelemetry's InMemorySpanExporter.
+    Faked: Redis (fakeredis), the AI provider (the loopback server).
+    """
 
     @pytest.mark.covers("OBS-06")
     async def test_cache_miss_is_one_trace_through_every_layer(

@@ -1,5 +1,7 @@
 """A real deployment's shape: `uvicorn --workers 2` in a subprocess, with multiprocess metrics
-(PROMETHEUS_MULTIPROC_DIR), JSON logs at DEBUG, and an OpenAI-compatible provider over HTTP.
+(PROMETHEUS_MULTIPROC_DIR), JSON logs at DEBUG, an OpenAI-compatible provider over HTTP, and
+the cache in this test process's Redis, shared by both workers as in production (with each
+worker's memory alone, whether a repeated text is a hit would depend on the worker it lands on).
 
 Two worker processes, not two apps in one process: what is under test is what the processes
 share (the metric files) and what each writes (its log lines). The server starts once for the
@@ -22,6 +24,10 @@ from app.core.config import Settings
 from fakes.openai_server import OpenAICompatibleServer, openai_compatible_server
 from fakes.services import free_port, server_process
 from prometheus_client.parser import text_string_to_metric_families
+from redis import Redis
+from worker_services import WORKERS_DB, Services
+
+pytestmark = pytest.mark.tiers("redis-server")
 
 PUBLIC_KEY = "workers-public-key-5d41402abc4b2a76"
 OPERATOR_KEY = "workers-operator-key-7d793037a0760186"
@@ -80,7 +86,10 @@ def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory, services: Services) -> Iterator[Served]:
+    redis_url = services.redis_server_url(WORKERS_DB)
+    with Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2) as redis:
+        redis.flushdb()  # what an earlier run left must not be a cache hit here
     folder = tmp_path_factory.mktemp("workers")
     metrics_dir = folder / "metrics"
     metrics_dir.mkdir()
@@ -104,6 +113,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "AI_BASE_URL": provider.base_url,
             "AI_API_KEY": PROVIDER_KEY,
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            "REDIS_URL": redis_url,
         }
         subprocess.run(
             [sys.executable, "-m", "app.cli", "migrate"], cwd=folder, env=env, check=True
@@ -134,7 +144,14 @@ def _wait_for_workers(served: Served, count: int) -> None:
 
 @pytest.mark.timeout(STARTUP_SECONDS + 60)
 class TestMetricsAcrossWorkers:
-    """Seam: N requests over two worker processes → their metric files → one scrape."""
+    """Seam: N requests over two worker processes → their metric files → one scrape.
+
+    Paths: OBS-03
+    Real: `uvicorn --workers 2` in a subprocess on a free loopback port, once per module, with
+    PROMETHEUS_MULTIPROC_DIR in tmp; SQLite migrated once; this test process's redis-server;
+    requests over real HTTP.
+    Faked: the AI provider (an OpenAI-compatible server on loopback).
+    """
 
     @pytest.mark.covers("OBS-03")
     def test_requests_counted_once_whichever_worker_answers(self, served: Served):
@@ -195,7 +212,14 @@ NAME = "Orla Quentin-5519"
 @pytest.mark.timeout(STARTUP_SECONDS + 60)
 class TestStructuredLogs:
     """Seam: requests → every logger of two workers (ours, uvicorn's, SQLAlchemy's, the
-    provider client's) → structlog's JSON renderer → the server's output."""
+    provider client's) → structlog's JSON renderer → the server's output.
+
+    Paths: OBS-04
+    Real: `uvicorn --workers 2` with --log-config and LOG_FORMAT=json, once per module, on a
+    free loopback port; SQLite; this test process's redis-server; the server's output file.
+    Faked: the AI provider (an OpenAI-compatible server on loopback, given a secret key that
+    must not be logged).
+    """
 
     @pytest.mark.covers("OBS-04")
     def test_lines_are_json_share_request_id_and_hold_no_secret(self, served: Served):

@@ -1,7 +1,7 @@
 """The circuit breaker, one short test per transition, on every store.
 
 The `store` fixture runs each scenario on the memory store, on fakeredis and on a real Redis
-(TEST_REDIS_URL, or a private `redis-server` from conftest): the Lua script and the Python rules
+(this test process's own, from worker_services): the Lua script and the Python rules
 must behave alike. A fake clock moves time by hand; no test sleeps.
 """
 
@@ -26,6 +26,7 @@ from fakes.clock import FakeClock
 from fakes.services import unavailable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from worker_services import Services
 
 THRESHOLD = 3
 RECOVERY = 30.0
@@ -107,15 +108,11 @@ Connect = Callable[[], Redis]
 
 
 @asynccontextmanager
-async def redis_clients(kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Connect]:
+async def redis_clients(kind: str, services: Services) -> AsyncIterator[Connect]:
     """Opens clients on one empty Redis server, each one standing for another worker process."""
     clients: list[Redis] = []
     server = fakeredis.FakeServer()
-    url: str | None = None
-    if kind == "redis":
-        url = request.getfixturevalue("real_redis_url")
-        if url is None:
-            unavailable("no real Redis: set TEST_REDIS_URL or put `redis-server` on PATH")
+    url = services.redis_server_url() if kind == "redis" else None
 
     def connect() -> Redis:
         client = (
@@ -138,17 +135,19 @@ async def redis_clients(kind: str, request: pytest.FixtureRequest) -> AsyncItera
 
 
 @pytest.fixture(params=["memory", "fakeredis", "redis"])
-async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[BreakerStore]:
+async def store(
+    request: pytest.FixtureRequest, services: Services, clock: FakeClock
+) -> AsyncIterator[BreakerStore]:
     if request.param == "memory":
         yield MemoryBreakerStore()
         return
-    async with redis_clients(request.param, request) as connect:
+    async with redis_clients(request.param, services) as connect:
         yield redis_store(connect(), clock)
 
 
 @pytest.fixture(params=["fakeredis", "redis"])
-async def connect(request: pytest.FixtureRequest) -> AsyncIterator[Connect]:
-    async with redis_clients(request.param, request) as connect:
+async def connect(request: pytest.FixtureRequest, services: Services) -> AsyncIterator[Connect]:
+    async with redis_clients(request.param, services) as connect:
         yield connect
 
 

@@ -1,6 +1,5 @@
-"""ResponseCache on fakeredis and a real Redis (TEST_REDIS_URL, or a private `redis-server`),
-on fakeredis alone for outages (only fakeredis can be switched off and on again), and without
-Redis.
+"""ResponseCache on fakeredis and a real Redis (worker_services), on fakeredis alone for
+outages (only fakeredis can be switched off and on again), and without Redis.
 
 Time is a FakeClock: the cache judges freshness by its clock, so nothing here sleeps.
 """
@@ -21,8 +20,9 @@ from app.infrastructure.cache import ResponseCache
 from app.infrastructure.metrics import Metrics
 from app.infrastructure.redis_client import RedisAvailability, create_redis, ping
 from fakes.clock import FakeClock
-from fakes.services import free_port, unavailable
+from fakes.services import free_port
 from redis.asyncio import Redis
+from worker_services import Services
 
 PREFIX = "test:cache:"
 CACHE_LOGGER = "app.infrastructure.cache"
@@ -37,20 +37,17 @@ class RedisUnderTest:
 
 
 @pytest.fixture(params=["fakeredis", pytest.param("real", marks=pytest.mark.real_services)])
-async def redis_under_test(request: pytest.FixtureRequest) -> AsyncIterator[RedisUnderTest]:
-    """fakeredis, then the real Redis tier of conftest (TEST_REDIS_URL, or a private
-    `redis-server` started for the session), flushed before and after."""
+async def redis_under_test(
+    request: pytest.FixtureRequest, services: Services
+) -> AsyncIterator[RedisUnderTest]:
+    """fakeredis, then this test process's real Redis (flushed before and after)."""
     if request.param == "fakeredis":
         server = fakeredis.FakeServer()
         fake = fakeredis.FakeAsyncRedis(server=server)
         yield RedisUnderTest(fake, server)
         await fake.aclose()
         return
-    url: str | None = request.getfixturevalue("real_redis_url")
-    if url is None:
-        unavailable("no real Redis: set TEST_REDIS_URL or put `redis-server` on PATH")
-    assert url is not None
-    client = create_redis(url, timeout_seconds=0.5)
+    client = create_redis(services.redis_server_url(), timeout_seconds=0.5)
     await client.flushdb()
     yield RedisUnderTest(client, None)
     await client.flushdb()

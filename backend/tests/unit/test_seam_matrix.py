@@ -13,7 +13,9 @@ pytest_plugins = ["pytester"]
 
 INI = """\
 [pytest]
-markers = covers(*paths): critical paths
+markers =
+    covers(*paths): critical paths
+    tiers(*names): tiers reached without the tier fixtures
 asyncio_default_fixture_loop_scope = function
 """
 
@@ -125,3 +127,38 @@ class TestSeamMatrixPlugin:
 
         assert report == {}
         assert "seam matrix" not in result.stdout.str()
+
+    def test_tiers_a_conftest_declares_at_collection_are_credited(self, pytester: pytest.Pytester):
+        # As frontend/tests/conftest.py does for every test on its Redis-backed backend.
+        declaring = TIER_FIXTURES + (
+            "\n\n@pytest.hookimpl(tryfirst=True)\n"
+            "def pytest_collection_modifyitems(items):\n"
+            "    for item in items:\n"
+            "        if item.name == 'test_unauthenticated_call':\n"
+            "            item.add_marker(pytest.mark.tiers('redis-server'))\n"
+        )
+        pytester.makeini(INI)
+        pytester.makeconftest(declaring)
+        pytester.makepyfile(test_suite=SUITE)
+
+        pytester.runpytest("-p", "seam_matrix")
+
+        report = json.loads((pytester.path / "reports" / "seam-matrix.json").read_text())
+        assert list(report["paths"]["AUTH-01"]) == ["redis-server"]
+
+    def test_run_is_complete_only_with_every_tier_proven_and_nothing_skipped(
+        self, pytester: pytest.Pytester
+    ):
+        every_tier = (
+            "import pytest\n\n\n"
+            "@pytest.mark.covers('CACHE-01')\n"
+            "@pytest.mark.tiers('fakeredis', 'redis-server', 'container', 'sqlite', 'postgresql')\n"
+            "def test_everywhere():\n    pass\n\n\n"
+            "@pytest.mark.covers('AUTH-01')\n"
+            "def test_default():\n    pass\n"
+        )
+        _, complete = run_suite(pytester, every_tier)
+        _, with_a_skip = run_suite(pytester, every_tier + SUITE.replace("import pytest\n", ""))
+
+        assert complete["complete"] is True
+        assert with_a_skip["complete"] is False

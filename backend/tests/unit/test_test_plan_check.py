@@ -4,8 +4,11 @@ Each test writes a small repository (a plan and two test files) to tmp_path, run
 `make test-plan-check` does, and reads its exit code and messages.
 """
 
+import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,7 +40,15 @@ FOUR_PARTS = {
 MARK = 'pytest.mark.covers("CACHE-01")'
 COVERS = f"@{MARK}"
 
-# Line numbers the assertions rely on: the method's marker on 9, its `def` on 10.
+CLASS_PARTS = {
+    "Seam": "route → cache → Redis.",
+    "Paths": "CACHE-01",
+    "Real": "the app, the cache, Redis.",
+    "Faked": "the AI provider.",
+}
+
+# Line numbers the assertions rely on: the class on 8, the method's marker on 16, its `def` on 17.
+CLASS_LINE, MARK_LINE, DEF_LINE = 8, 16, 17
 INTEGRATION_TEMPLATE = '''\
 {module_docstring}
 import pytest
@@ -47,6 +58,9 @@ import pytest
 
 {class_decorator}
 class TestCacheFlow:
+    """{class_parts}
+    """
+
     {method_decorator}
     async def test_second_call_is_served_from_cache(self):
         """The provider is asked once for two identical requests.
@@ -69,10 +83,21 @@ DEFAULT_SLOTS = {
 }
 
 
-def integration_test(parts: dict[str, str] = FOUR_PARTS, /, **slots: str) -> str:
-    """The integration test file, with some template slots or docstring parts changed."""
+def integration_test(
+    parts: dict[str, str] = FOUR_PARTS, class_parts: dict[str, str] = CLASS_PARTS, /, **slots: str
+) -> str:
+    """The integration test file, with some template slots or docstring parts changed.
+
+    The class docstring always spans six lines (a part left out leaves an empty line), so that
+    the test's line numbers stay put.
+    """
     lines = "\n".join(f"        {label}: {text}" for label, text in parts.items())
-    return INTEGRATION_TEMPLATE.format(**{**DEFAULT_SLOTS, **slots}, parts=lines)
+    class_lines = [f"{label}: {text}" for label, text in class_parts.items()]
+    class_lines += [""] * (len(CLASS_PARTS) - len(class_lines))
+    class_doc = class_lines[0] + "\n\n" + "\n".join(f"    {line}" for line in class_lines[1:])
+    return INTEGRATION_TEMPLATE.format(
+        **{**DEFAULT_SLOTS, **slots}, parts=lines, class_parts=class_doc
+    )
 
 
 def write_repo(root: Path, *, plan: str = PLAN, integration: str | None = None) -> Path:
@@ -104,7 +129,10 @@ class TestPlanAgainstTests:
         result = run_check(repo)
 
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == "TEST_PLAN.md: 2 paths, 2 tests, all covered"
+        assert result.stdout.strip() == (
+            "TEST_PLAN.md: 2 paths, 2 tests, all covered; "
+            "no seam matrix yet: Backends: lines not compared (run make test, every tier)"
+        )
 
     def test_plan_entry_removed_fails_naming_the_test(self, tmp_path: Path):
         repo = write_repo(tmp_path, plan=PLAN_HEAD + DB_ROW)
@@ -113,7 +141,8 @@ class TestPlanAgainstTests:
 
         assert result.returncode == 1
         assert (
-            f"{INTEGRATION_FILE}:9: {TEST_NAME} covers CACHE-01, which TEST_PLAN.md does not list"
+            f"{INTEGRATION_FILE}:{MARK_LINE}: {TEST_NAME} covers CACHE-01, "
+            "which TEST_PLAN.md does not list"
         ) in result.stderr.splitlines()
 
     def test_path_without_test_fails_naming_the_plan_line(self, tmp_path: Path):
@@ -153,7 +182,7 @@ class TestIntegrationDocstrings:
 
         assert result.returncode == 1
         assert result.stderr.splitlines()[0] == (
-            f"{INTEGRATION_FILE}:10: {TEST_NAME} docstring lacks {part}"
+            f"{INTEGRATION_FILE}:{DEF_LINE}: {TEST_NAME} docstring lacks {part}"
         )
 
     def test_part_label_without_text_fails(self, tmp_path: Path):
@@ -175,7 +204,7 @@ class TestIntegrationDocstrings:
         result = run_check(repo)
 
         assert result.returncode == 1
-        assert f"{INTEGRATION_FILE}:10: {TEST_NAME} names no critical path" in result.stderr
+        assert f"{INTEGRATION_FILE}:{DEF_LINE}: {TEST_NAME} names no critical path" in result.stderr
 
 
 class TestCitationForms:
@@ -223,6 +252,108 @@ class TestCitationForms:
         result = run_check(repo)
 
         assert result.returncode == 1
-        assert f"{INTEGRATION_FILE}:9: covers() takes string literals, got `PATH`" in (
+        assert f"{INTEGRATION_FILE}:{MARK_LINE}: covers() takes string literals, got `PATH`" in (
             result.stderr
         )
+
+
+class TestClassDocstrings:
+    @pytest.mark.parametrize("part", list(CLASS_PARTS))
+    def test_class_part_removed_fails_naming_the_part(self, tmp_path: Path, part: str):
+        class_parts = {label: text for label, text in CLASS_PARTS.items() if label != part}
+        repo = write_repo(tmp_path, integration=integration_test(FOUR_PARTS, class_parts))
+
+        result = run_check(repo)
+
+        assert result.returncode == 1
+        assert result.stderr.splitlines()[0] == (
+            f"{INTEGRATION_FILE}:{CLASS_LINE}: TestCacheFlow docstring lacks {part}"
+        )
+
+    def test_paths_differing_from_what_the_tests_cover_fail_naming_both_sides(self, tmp_path: Path):
+        class_parts = {**CLASS_PARTS, "Paths": "DB-01"}
+        repo = write_repo(tmp_path, integration=integration_test(FOUR_PARTS, class_parts))
+
+        result = run_check(repo)
+
+        assert result.returncode == 1
+        assert result.stderr.splitlines()[0] == (
+            f"{INTEGRATION_FILE}:{CLASS_LINE}: TestCacheFlow docstring Paths: missing CACHE-01; "
+            "not covered by its tests DB-01"
+        )
+
+
+def write_matrix(repo: Path, cells: dict[str, dict[str, str]], *, complete: bool = True) -> None:
+    """A seam matrix as `make test` leaves it, newer than the plan and the tests."""
+    counts = {"passed": {"passed": 1, "failed": 0}, "failed": {"passed": 0, "failed": 1}}
+    document = {
+        "complete": complete,
+        "paths": {
+            path: {tier: counts[outcome] for tier, outcome in tiers.items()}
+            for path, tiers in cells.items()
+        },
+    }
+    matrix = repo / "reports" / "seam-matrix.json"
+    matrix.parent.mkdir(exist_ok=True)
+    matrix.write_text(json.dumps(document), encoding="utf-8")
+    newest = max(path.stat().st_mtime for path in repo.rglob("*.py"))
+    os.utime(matrix, (newest + 10, newest + 10))
+
+
+ALL_REDIS_TIERS = {"fakeredis": "passed", "redis-server": "passed", "container": "passed"}
+
+
+class TestBackendsAgainstTheLastRun:
+    """The plan's CACHE seam says `Backends: fakeredis, redis-server, container` (line 5)."""
+
+    def test_tiers_proven_as_listed_pass(self, tmp_path: Path):
+        repo = write_repo(tmp_path)
+        write_matrix(repo, {"CACHE-01": ALL_REDIS_TIERS})
+
+        result = run_check(repo)
+
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().endswith(
+            "Backends: lines of 1 seams match the last run's seam matrix"
+        )
+
+    def test_listed_tier_not_proven_fails_at_the_backends_line(self, tmp_path: Path):
+        repo = write_repo(tmp_path)
+        write_matrix(repo, {"CACHE-01": {**ALL_REDIS_TIERS, "container": "failed"}})
+
+        result = run_check(repo)
+
+        assert result.returncode == 1
+        assert result.stderr.splitlines()[0] == (
+            "TEST_PLAN.md:5: CACHE Backends: container, fakeredis, redis-server, but the last "
+            "run proved its paths on fakeredis, redis-server"
+        )
+
+    def test_tier_proven_but_not_listed_fails(self, tmp_path: Path):
+        repo = write_repo(tmp_path)
+        write_matrix(repo, {"CACHE-01": {**ALL_REDIS_TIERS, "default": "passed"}})
+
+        result = run_check(repo)
+
+        assert result.returncode == 1
+        assert "the last run proved its paths on container, default, fakeredis" in result.stderr
+
+    def test_run_without_every_tier_is_not_compared(self, tmp_path: Path):
+        repo = write_repo(tmp_path)
+        write_matrix(repo, {"CACHE-01": {"fakeredis": "passed"}}, complete=False)
+
+        result = run_check(repo)
+
+        assert result.returncode == 0, result.stderr
+        assert "last run did not have every tier: Backends: lines not compared" in result.stdout
+
+    def test_matrix_older_than_the_tests_is_not_compared(self, tmp_path: Path):
+        repo = write_repo(tmp_path)
+        write_matrix(repo, {"CACHE-01": {"fakeredis": "passed"}})
+        (repo / INTEGRATION_FILE).touch()
+        os.utime(repo / INTEGRATION_FILE, (time.time() + 3600, time.time() + 3600))
+
+        result = run_check(repo)
+
+        assert result.returncode == 0, result.stderr
+        assert "seam matrix older than the plan or the tests" in result.stdout

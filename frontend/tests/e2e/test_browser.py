@@ -165,7 +165,15 @@ def _browser(chromium: Path, profile: Path) -> Iterator[Any]:
 
 @pytest.mark.e2e
 class TestBrowser:
-    """Seam: Chromium → Streamlit server → ApiClient → the live backend."""
+    """Seam: Chromium → Streamlit server → ApiClient → the live backend.
+
+    Paths: STREAM-09, UI-07, UI-08, UI-09
+    Real: Debian's Chromium (headless), `streamlit run` and uvicorn subprocesses, the whole
+    backend with SQLite, this worker's redis-server and the local model; a loopback HTTP server
+    (the beacon) that would see any fetch a pasted text's Markdown caused.
+    Faked: for the streaming test, the AI provider (the loopback OpenAI-compatible server, held
+    mid-answer); otherwise nothing: the local model is the provider.
+    """
 
     @pytest.mark.covers("UI-07")
     def test_submitted_text_shows_its_summary(
