@@ -81,6 +81,16 @@ class RedisBackend:
         assert self.url is not None
         return create_redis(self.url, timeout_seconds=1.0)
 
+    def wire(self, stack: AsyncExitStack, overrides: dict[str, Any]) -> Redis | None:
+        """How an app under test reaches this tier: fakeredis as a client handed in (closed with
+        `stack`), a real server as REDIS_URL among the settings `overrides`."""
+        if self.fake_server is None:
+            overrides.setdefault("redis_url", self.url)
+            return None
+        client = self.client()
+        stack.push_async_callback(client.aclose)
+        return client
+
 
 REDIS_TIERS = ["fakeredis", "redis-server", "container"]
 
@@ -281,12 +291,7 @@ async def make_client(
             sleep: Callable[[float], Awaitable[None]] = sleep,
             **overrides: Any,
         ) -> AsyncClient:
-            redis_client = None
-            if redis is not None and redis.fake_server is not None:
-                redis_client = redis.client()
-                stack.push_async_callback(redis_client.aclose)
-            elif redis is not None:
-                overrides.setdefault("redis_url", redis.url)
+            redis_client = redis.wire(stack, overrides) if redis is not None else None
             settings = make_settings(database or sqlite_backend, **overrides)
             externals = Externals(redis=redis_client, ai_model=model, clock=clock, sleep=sleep)
             app = create_app(settings, externals)

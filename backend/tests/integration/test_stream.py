@@ -113,12 +113,7 @@ async def make_stream_client(
             database: DatabaseBackend | None = None,
             **overrides: Any,
         ) -> httpx.AsyncClient:
-            redis_client = None
-            if redis is not None and redis.fake_server is not None:
-                redis_client = redis.client()
-                stack.push_async_callback(redis_client.aclose)
-            elif redis is not None:
-                overrides.setdefault("redis_url", redis.url)
+            redis_client = redis.wire(stack, overrides) if redis is not None else None
             if upstream is not None:
                 overrides = {**upstream.settings, **overrides}
             overrides.setdefault("local_stream_delay_seconds", 0.0)
