@@ -67,7 +67,11 @@ def create_app(settings: Settings | None = None, externals: Externals | None = N
 
 def _add_middleware(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     """Innermost first: each `add_middleware` wraps everything added before it."""
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        path_limits={"/v1/jobs": settings.job_max_body_bytes},
+    )
     # Below ~1 KiB gzip saves little and costs CPU on the hot path (a cache hit); level 6 is
     # zlib's default, close to level 9's size for much less CPU. Starlette never compresses
     # text/event-stream: a compressor would hold events back until its buffer fills.

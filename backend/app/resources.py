@@ -16,6 +16,7 @@ from app.infrastructure.ai.provider import AIProvider, build_model
 from app.infrastructure.ai.resilient import ResilientProvider, is_provider_failure
 from app.infrastructure.cache import ResponseCache
 from app.infrastructure.database.engine import Database
+from app.infrastructure.job_queue import JobQueue
 from app.infrastructure.metrics import BREAKER_STATE_VALUES, Metrics
 from app.infrastructure.rate_limit import RateLimiter
 from app.infrastructure.redis_client import RedisAvailability, create_redis, loggable_url, ping
@@ -25,6 +26,8 @@ from app.infrastructure.resilience.retry import RetryPolicy, Sleep
 from app.services.accounts import AccountService
 from app.services.auth import Authenticator
 from app.services.history import HistoryService
+from app.services.job_runner import JobRunner
+from app.services.jobs import JobService
 from app.services.text_processor import TextProcessor
 
 if TYPE_CHECKING:
@@ -64,12 +67,21 @@ class Resources:
     history: HistoryService
     accounts: AccountService
     rate_limiter: RateLimiter
+    job_queue: JobQueue
+    jobs: JobService
+    job_runner: JobRunner
 
 
 @asynccontextmanager
 async def open_resources(
-    settings: Settings, metrics: Metrics, externals: Externals, tracing: "Tracing | None" = None
+    settings: Settings,
+    metrics: Metrics,
+    externals: Externals,
+    tracing: "Tracing | None" = None,
+    *,
+    worker_process: bool = False,
 ) -> AsyncIterator[Resources]:
+    """Everything the API (or, with `worker_process`, a job worker) uses, closed on exit."""
     model = externals.ai_model or build_model(  # bad AI_MODEL: stop here
         settings, tracing.instrument_http_client if tracing else None
     )
@@ -84,6 +96,15 @@ async def open_resources(
     # One for the whole process: a timeout met by any component keeps all of them off Redis.
     availability = None if redis is None else RedisAvailability(redis, clock=externals.clock)
     resilient: ResilientProvider | None = None
+    job_queue = JobQueue(
+        redis_url=settings.redis_url,
+        queue_name=settings.job_queue_name,
+        concurrency=settings.job_concurrency,
+        redelivery_seconds=settings.job_redelivery_seconds,
+    )
+    job_runner: JobRunner | None = None
+    embedded: asyncio.Task[None] | None = None
+    stop_embedded = asyncio.Event()
     try:
         if settings.auto_migrate:
             await database.migrate()
@@ -134,6 +155,17 @@ async def open_resources(
             tracer=tracing.tracer() if tracing else None,
         )
         accounts = AccountService(database, settings)
+        rate_limiter = RateLimiter(availability)
+        job_runner = JobRunner(
+            database,
+            text_processor,
+            rate_limiter,
+            settings,
+            model_id=resilient.model_id,
+        )
+        jobs = JobService(database, job_queue, settings)
+        if not worker_process:
+            embedded = await _start_jobs(settings, job_queue, job_runner, jobs, stop_embedded)
         if settings.uses_dev_keys:
             logger.warning(
                 "development keys in use: public %r, operator %r (set API_KEYS and "
@@ -152,9 +184,18 @@ async def open_resources(
             text_processor=text_processor,
             history=history,
             accounts=accounts,
-            rate_limiter=RateLimiter(availability),
+            rate_limiter=rate_limiter,
+            job_queue=job_queue,
+            jobs=jobs,
+            job_runner=job_runner,
         )
     finally:
+        stop_embedded.set()
+        if embedded is not None:
+            await asyncio.gather(embedded, return_exceptions=True)
+        await job_queue.close()  # in memory: the items in hand are cancelled, queued again at start
+        if job_runner is not None:
+            await job_runner.close()
         if resilient is not None:
             await resilient.aclose()  # its background provider check, if one is running
         await history.close()  # rows already handed in are committed before the engine goes
@@ -164,6 +205,35 @@ async def open_resources(
         if externals.ai_model is None:
             await provider.aclose()
         await database.dispose()
+
+
+async def _start_jobs(
+    settings: Settings,
+    queue: JobQueue,
+    runner: JobRunner,
+    jobs: JobService,
+    stop: asyncio.Event,
+) -> "asyncio.Task[None] | None":
+    """Connect the API to the job queue, with a worker of its own when it should run one."""
+    if not settings.runs_embedded_worker:
+        await queue.start()
+        logger.info(
+            "jobs are queued in Redis (stream %s): run `make worker` to process them",
+            settings.job_queue_name,
+        )
+        return None
+    if queue.in_memory:
+        await queue.start(runner.run_item)
+        requeued = await jobs.requeue_unfinished()
+        logger.info(
+            "jobs run in this process (no REDIS_URL): an embedded worker, %d item(s) at once; "
+            "%d unfinished item(s) queued again",
+            settings.job_concurrency,
+            requeued,
+        )
+        return None
+    logger.info("jobs: this process runs a worker of its own too (JOB_EMBEDDED_WORKER=true)")
+    return asyncio.create_task(queue.work(runner.run_item, stop))
 
 
 async def _open_redis(url: str, timeout_seconds: float) -> Redis:

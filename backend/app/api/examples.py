@@ -62,6 +62,19 @@ REGISTER: dict[str, Example] = {
     ),
 }
 
+JOB: dict[str, Example] = {
+    "sentiment": _example(
+        "The sentiment of each review, with the caller's own ids",
+        {
+            "operation": "sentiment",
+            "items": [
+                {"id": "review-1", "text": "The new carriages are quiet, clean and on time."},
+                {"id": "review-2", "text": "Three cancellations this week and no word why."},
+            ],
+        },
+    ),
+}
+
 INVALIDATE: dict[str, Example] = {
     "one_operation": _example("Only the cached summaries", {"operation": "summarize"}),
     "everything": _example("Every cached answer", {}),

@@ -114,19 +114,24 @@ class RequestContextMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """413 when Content-Length, or a streamed body so far, exceeds the limit."""
+    """413 when Content-Length, or a streamed body so far, exceeds the limit: `max_body_bytes`,
+    or a path's own in `path_limits` (a job's thousands of texts need more than one request)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, path_limits: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope["path"], self.max_body_bytes)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await app_error_response(self._too_large())(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await app_error_response(self._too_large(limit))(scope, receive, send)
             return
         received = 0
 
@@ -135,17 +140,18 @@ class BodySizeLimitMiddleware:
             chunk = await receive()
             if chunk["type"] == "http.request":
                 received += len(chunk.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyReadError(self._too_large())
+                if received > limit:
+                    raise BodyReadError(self._too_large(limit))
             return chunk
 
         await self.app(scope, counting_receive, send)
 
-    def _too_large(self) -> PayloadTooLargeError:
+    @staticmethod
+    def _too_large(limit: int) -> PayloadTooLargeError:
         """The same error whether the body declared its length or was streamed."""
         return PayloadTooLargeError(
-            f"The request body exceeds the limit of {self.max_body_bytes} bytes.",
-            details={"max_body_bytes": self.max_body_bytes},
+            f"The request body exceeds the limit of {limit} bytes.",
+            details={"max_body_bytes": limit},
         )
 
 

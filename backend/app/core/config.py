@@ -147,6 +147,45 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         256 * 1024, ge=1024, description="Request bodies above this size get 413."
     )
+    job_max_items: int = Field(
+        10_000, ge=1, le=100_000, description="Items accepted in one job (POST /v1/jobs)."
+    )
+    job_max_body_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="Body limit of POST /v1/jobs (413 above): room for JOB_MAX_ITEMS texts of a "
+        "few kilobytes each.",
+    )
+    job_concurrency: int = Field(
+        4, ge=1, le=256, description="Items one worker process handles at once."
+    )
+    job_redelivery_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="An item whose worker stopped answering (killed, frozen) is handed to "
+        "another worker after this long (with REDIS_URL).",
+    )
+    job_max_attempts: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Deliveries of an item (a worker died each time) before it fails as poison.",
+    )
+    job_stuck_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="/internal/jobs reports an unfinished job as stuck when no item of it "
+        "finished for this long.",
+    )
+    job_embedded_worker: bool | None = Field(
+        None,
+        description="Run a job worker inside the API process; default: yes without REDIS_URL "
+        "(jobs then live in this process's memory), no with it (run `make worker`).",
+    )
+    job_queue_name: str = Field(
+        "llm:jobs", min_length=1, description="Redis stream (and key prefix) of the job queue."
+    )
     rate_limit_tiers: dict[str, int] = Field(
         default_factory=lambda: {"free": 60, "pro": 600},
         description='Text requests per minute per tier, as JSON: {"free": 60, "pro": 600}.',
@@ -294,6 +333,12 @@ class Settings(BaseSettings):
         if self.log_format is not None:
             return self.log_format
         return "json" if self.environment is Environment.PRODUCTION else "console"
+
+    @property
+    def runs_embedded_worker(self) -> bool:
+        if self.job_embedded_worker is not None:
+            return self.job_embedded_worker
+        return self.redis_url is None
 
     @property
     def uses_dev_keys(self) -> bool:

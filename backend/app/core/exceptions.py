@@ -14,6 +14,7 @@
     └── InfrastructureError           503 infrastructure_error
         ├── CacheUnavailableError     503 cache_unavailable
         ├── DatabaseUnavailableError  503 database_unavailable
+        ├── QueueUnavailableError     503 queue_unavailable    (Retry-After)
         ├── ProviderError             502 provider_error
         │   ├── ProviderTimeoutError  504 provider_timeout
         │   └── InvalidProviderOutputError 502 invalid_provider_output
@@ -100,6 +101,10 @@ class CacheUnavailableError(InfrastructureError):
 
 class DatabaseUnavailableError(InfrastructureError):
     code = "database_unavailable"
+
+
+class QueueUnavailableError(InfrastructureError):
+    code = "queue_unavailable"
 
 
 class ProviderError(InfrastructureError):

@@ -28,6 +28,8 @@ class HistoryEntry:
     tokens_estimated: bool = False
     streamed: bool = False
     time_to_first_token_ms: float | None = None
+    job_id: str | None = None  # a job's item: the job and the item's position
+    job_item: int | None = None
 
 
 # The outcomes of a request the provider answered (usage counts it as a provider call).
@@ -37,7 +39,7 @@ ANSWERED = frozenset({"ok", "completed"})
 class HistoryService:
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._writer = GroupCommitter(database, _write_batch)
+        self._writer = GroupCommitter(database, write_entries)
 
     async def record(self, entry: HistoryEntry) -> None:
         """The request's history row and its key's usage, committed together (and together
@@ -115,11 +117,14 @@ def _row(entry: HistoryEntry) -> dict[str, object]:
         "input_tokens": entry.input_tokens,
         "output_tokens": entry.output_tokens,
         "tokens_estimated": entry.tokens_estimated,
+        "job_id": entry.job_id,
+        "job_item": entry.job_item,
     }
 
 
-async def _write_batch(session: AsyncSession, entries: list[HistoryEntry]) -> None:
-    """One multi-row INSERT for the rows and one UPDATE per key for the usage: set-based, so a
+async def write_entries(session: AsyncSession, entries: list[HistoryEntry]) -> None:
+    """The entries' rows and their keys' usage, in `session`'s transaction. One multi-row INSERT
+    for the rows and one UPDATE per key for the usage: set-based, so a
     batch costs a few statements however many requests it carries."""
     await session.execute(insert(RequestHistory), [_row(entry) for entry in entries])
     uses = (

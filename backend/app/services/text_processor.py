@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, AsyncExitStack, aclosing, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,8 +124,15 @@ class TextProcessor:
         self._flights: SingleFlight[_Answer] = SingleFlight()
 
     async def process(
-        self, request: TextProcessRequest, caller: str, *, read_cache: bool = True
+        self,
+        request: TextProcessRequest,
+        caller: str,
+        *,
+        read_cache: bool = True,
+        record: Callable[[HistoryEntry], Awaitable[None]] | None = None,
     ) -> TextProcessResponse:
+        """`record` takes the request's history entry instead of the history service: a job's
+        item writes it in the transaction that finishes the item."""
         started = time.perf_counter()
         provider_request = _provider_request(request)
         text = provider_request.text
@@ -139,7 +146,7 @@ class TextProcessor:
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             with self._span("history write"):
-                await self._history.record(
+                await (record or self._history.record)(
                     HistoryEntry(
                         api_key_id=caller,
                         operation=request.operation,

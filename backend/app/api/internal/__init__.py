@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Depends
 
-from app.api.internal import accounts, cache, health, metrics, resilience
+from app.api.internal import accounts, cache, health, jobs, metrics, resilience
 from app.api.internal.deps import require_operator
 from app.api.responses import AUTH_ERRORS, errors
 
@@ -17,3 +17,4 @@ router.include_router(cache.router)
 router.include_router(resilience.router)
 router.include_router(metrics.router)
 router.include_router(accounts.router)
+router.include_router(jobs.router)

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     DateTime,
     Dialect,
@@ -12,6 +13,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     false,
     text,
@@ -53,9 +55,14 @@ class Base(DeclarativeBase):
 
 
 class RequestHistory(Base):
-    """One processed request. The text itself is never stored, only its length and hash."""
+    """One processed request. The text itself is never stored, only its length and hash.
+
+    A job's item names its job and position: at most one row per item (the unique index), written
+    in the transaction that finishes the item, so a redelivered item cannot leave a second one.
+    """
 
     __tablename__ = "request_history"
+    __table_args__ = (Index("uq_request_history_job_item", "job_id", "job_item", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     api_key_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -74,6 +81,8 @@ class RequestHistory(Base):
     input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     tokens_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    job_item: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Account(Base):
@@ -124,3 +133,46 @@ class ApiKey(Base):
     provider_calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     input_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     output_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class Job(Base):
+    """A batch job: one operation over many texts, owned by the key that submitted it.
+
+    Its status and counts are read from its items (no counter row for every worker to lock);
+    `cancelled_at` is the one thing a job row says about its progress.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_api_key_id_created_at", "api_key_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    api_key_id: Mapped[str] = mapped_column(String(64))
+    # The tier whose rate limit the items are charged to; NULL: an operator's job, not limited.
+    tier: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    operation: Mapped[str] = mapped_column(String(32))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    question: Mapped[str | None] = mapped_column(Text, nullable=True)
+    total: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class JobItem(Base):
+    """One text of a job. The text is kept only until the item finishes; then its result or
+    error is."""
+
+    __tablename__ = "job_items"
+    __table_args__ = (Index("ix_job_items_job_id_status", "job_id", "status"),)
+
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE", name="fk_job_items_job_id"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
