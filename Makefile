@@ -26,7 +26,7 @@ PARALLEL := -n $(PYTEST_WORKERS)
 test test-unit test-integration test-fuzz test-e2e: export PYTHONDONTWRITEBYTECODE :=
 FRONTEND_PORT ?= 8501
 
-.PHONY: help install run run-backend run-frontend test test-unit test-integration test-fuzz lint format \
+.PHONY: help install run run-backend run-frontend worker bench-jobs test test-unit test-integration test-fuzz lint format \
 	typecheck migrate clean install-e2e test-e2e test-plan-check bench bench-faults test-mutation docker-up docker-dev docker-down check-compose check-ci hooks container-engine \
 	container-engine-stop
 
@@ -61,6 +61,12 @@ run: ## Serve the backend on :8000 and the frontend on :8501 (Ctrl-C or SIGTERM 
 
 run-backend: ## Serve the backend alone, reloading on change
 	@$(BACKEND_SERVER)
+
+worker: ## A job worker: items from REDIS_URL, JOB_CONCURRENCY at once (start several)
+	@exec $(BIN)/python -m app.cli worker
+
+bench-jobs: ## Job throughput, 250 ms provider, JOB_CONCURRENCY=4, one and two worker processes
+	$(BIN)/python -m bench.jobs
 
 run-frontend: ## Serve the Streamlit frontend alone
 	$(FRONTEND_SERVER)

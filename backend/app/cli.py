@@ -2,7 +2,8 @@
 
 - `check`: validate the settings and AI_MODEL, and exit;
 - `serve`: the same check, then uvicorn (`--reload` for development);
-- `migrate`: apply the migrations to DATABASE_URL.
+- `migrate`: apply the migrations to DATABASE_URL;
+- `worker`: the same check, then a job worker (`app.worker`) until SIGTERM or SIGINT.
 
 A bad setting ends each of them with one line naming the variable and exit status 1, not a
 traceback. `serve` checks before uvicorn starts: with `--reload` the app is built in a worker
@@ -46,12 +47,18 @@ def main(argv: list[str] | None = None) -> None:
         "--log-config", metavar="FILE", help="uvicorn's logging configuration (JSON, YAML or INI)"
     )
     commands.add_parser("migrate", help="apply the migrations to DATABASE_URL")
+    commands.add_parser("worker", help="check, then process job items from REDIS_URL")
     args = parser.parse_args(argv)
     try:
         if args.command == "migrate":
             print(f"database migrated to head ({asyncio.run(_migrate())})")
             return
         _check()
+        if args.command == "worker":
+            from app import worker  # the worker's imports are no other command's
+
+            asyncio.run(worker.run(load_settings()))
+            return
     except ConfigurationError as exc:
         raise SystemExit(str(exc)) from None
     if args.command == "serve":

@@ -126,3 +126,5 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
     # Alembic announces each plugin and each step at INFO, a dozen lines at every start;
     # Database.migrate says in one line what it did.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Taskiq logs every task it runs at INFO (and its arguments at DEBUG): a line per job item.
+    logging.getLogger("taskiq").setLevel(max(root.level, logging.WARNING))
