@@ -45,6 +45,8 @@ ItemHandler = Callable[[str, int], Awaitable[None]]
 # Workers report every few seconds; one unheard of for this long is no longer listed.
 WORKER_SEEN_SECONDS = 60.0
 _ENQUEUE_CHUNK = 200
+# This process, as the Redis consumer group and the job items' `worker` column name it.
+WORKER_NAME = f"{socket.gethostname()}-{os.getpid()}"
 
 
 class _StreamBroker(RedisStreamBroker):
@@ -55,7 +57,7 @@ class _StreamBroker(RedisStreamBroker):
             url,
             queue_name=queue_name,
             consumer_group_name=GROUP,
-            consumer_name=f"{socket.gethostname()}-{os.getpid()}",
+            consumer_name=WORKER_NAME,
             consumer_id="0",  # a group made after messages were queued still gets them
             xread_block=1000,
             idle_timeout=int(redelivery_seconds * 1000),

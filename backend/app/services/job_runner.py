@@ -33,6 +33,7 @@ from app.core.exceptions import (
     AppError,
     CircuitOpenError,
     DatabaseUnavailableError,
+    ProviderError,
 )
 from app.infrastructure.database.engine import Database
 from app.infrastructure.database.group_commit import GroupCommitter
@@ -46,9 +47,9 @@ T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 
 _PENDING = (ItemStatus.QUEUED.value, ItemStatus.RUNNING.value)
-# An open breaker is asked again at least this often: another worker's trial call may have
-# closed it, and in tests its clock is not the wall clock.
-_BREAKER_POLL_SECONDS = 1.0
+# An open breaker (or a failing provider) is tried again at least this often: another worker's
+# trial call may have closed it, and in tests the breaker's clock is not the wall clock.
+_POLL_SECONDS = 0.5
 _DATABASE_RETRY_SECONDS = 1.0
 _SPECS_KEPT = 256
 
@@ -79,8 +80,10 @@ class JobRunner:
         settings: Settings,
         *,
         model_id: str,
+        worker_name: str,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
+        self.worker_name = worker_name
         self._database = database
         self._processor = processor
         self._limiter = rate_limiter
@@ -92,11 +95,13 @@ class JobRunner:
         self._slots = asyncio.Semaphore(settings.job_concurrency)
         self._specs: OrderedDict[str, _JobSpec] = OrderedDict()
         self._in_hand: set[asyncio.Task[Any]] = set()
+        self._closing = False
         self._finisher: GroupCommitter[_Finished] = GroupCommitter(database, _finish_batch)
 
     async def close(self) -> None:
         """Stop the items in hand (an unfinished item is delivered again, or queued again at the
         next start in memory), then wait for the results already handed to the database."""
+        self._closing = True
         for task in list(self._in_hand):
             task.cancel()
         await asyncio.gather(*self._in_hand, return_exceptions=True)
@@ -108,6 +113,11 @@ class JobRunner:
         self._in_hand.add(task)
         try:
             await self._run_item(job_id, position)
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
+            # Stopped by close(): the item stays unfinished for its next delivery; this is no
+            # failure for the queue to report.
         finally:
             self._in_hand.discard(task)
 
@@ -137,6 +147,7 @@ class JobRunner:
             return finished(ItemStatus.FAILED, self._entry(spec, text, code), error=error)
         request = cast(TextProcessRequest, spec.request.item_request(text))
         await self._wait_for_rate_limit(spec)
+        transient_failures = 0
         while True:
             captured: list[HistoryEntry] = []
 
@@ -146,8 +157,16 @@ class JobRunner:
             try:
                 response = await self._processor.process(request, spec.caller, record=capture)
             except CircuitOpenError as exc:
-                await self._sleep(_bounded(exc.retry_after_seconds, _BREAKER_POLL_SECONDS))
+                await self._sleep(_bounded(exc.retry_after_seconds, _POLL_SECONDS))
                 continue
+            except ProviderError as exc:
+                # A provider that is failing for everyone (it is about to open the breaker, or
+                # already has) is no fault of this item: it waits, a few times, and tries again.
+                transient_failures += 1
+                if exc.transient and transient_failures < self._settings.job_max_attempts:
+                    await self._sleep(_bounded(exc.retry_after_seconds, _POLL_SECONDS))
+                    continue
+                return finished(ItemStatus.FAILED, captured[0], error=_detail(exc))
             except AppError as exc:
                 return finished(ItemStatus.FAILED, captured[0], error=_detail(exc))
             except Exception:
@@ -184,7 +203,7 @@ class JobRunner:
             await self._sleep(wait)
 
     async def _start(self, job_id: str, position: int) -> tuple[_JobSpec, str, int] | None:
-        """Mark the item running (one more delivery); None when it is not pending."""
+        """Mark the item running (one more delivery, by this worker); None if it is not pending."""
         async with self._database.session() as session:
             row = (
                 await session.execute(
@@ -197,6 +216,7 @@ class JobRunner:
                     .values(
                         status=ItemStatus.RUNNING.value,
                         attempts=JobItem.attempts + 1,
+                        worker=self.worker_name,
                         started_at=func.coalesce(JobItem.started_at, utcnow()),
                     )
                     .returning(JobItem.text, JobItem.attempts)

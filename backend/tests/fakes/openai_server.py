@@ -5,8 +5,9 @@ It answers POST /v1/chat/completions with a call of the request's first tool (py
 output tool), carrying the local engine's result for the user message's JSON document, and
 reporting PROMPT_TOKENS and COMPLETION_TOKENS as its usage; GET /v1/models lists one model, or
 answers 401 when `require_key()` names a key the request does not carry. The test switches its
-behaviour (`answer()`, `fail()`, `rate_limit()`) and reads `requests`, the number of completions
-requests that reached it, and `model_listings`. Nothing listens beyond 127.0.0.1.
+behaviour (`answer()`, `fail()`, `rate_limit()`, `take(seconds)` to answer that much later, as a
+real model takes its time) and reads `requests`, the number of completions requests that reached
+it, and `model_listings`. Nothing listens beyond 127.0.0.1.
 
 A request with `"stream": true` is answered as the Chat Completions API streams: `data:` lines
 of `chat.completion.chunk`s, the tool call's arguments a word per chunk (`chunk_interval`
@@ -56,6 +57,7 @@ class OpenAICompatibleServer:
         self._status = HTTPStatus.OK
         self._headers: dict[str, str] = {}
         self._plan = StreamPlan()
+        self._latency = 0.0
         self._abandoned = 0
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._http.daemon_threads = True
@@ -105,6 +107,11 @@ class OpenAICompatibleServer:
     def pause_after(self, chunks: int) -> None:
         self.stream_with(StreamPlan(pause_after=chunks))
 
+    def take(self, seconds: float) -> None:
+        """Answer each completions request `seconds` after it arrived (each on its own thread)."""
+        with self._lock:
+            self._latency = seconds
+
     def fail(self, status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR) -> None:
         """Answer every request with this error status."""
         self._set(status, {})
@@ -125,10 +132,10 @@ class OpenAICompatibleServer:
         with self._lock:
             self._status, self._headers = status, headers
 
-    def _take_request(self) -> tuple[HTTPStatus, dict[str, str], StreamPlan]:
+    def _take_request(self) -> tuple[HTTPStatus, dict[str, str], StreamPlan, float]:
         with self._lock:
             self._requests += 1
-            return self._status, dict(self._headers), self._plan
+            return self._status, dict(self._headers), self._plan, self._latency
 
     def _client_left(self) -> None:
         with self._lock:
@@ -167,7 +174,9 @@ def _handler_for(server: OpenAICompatibleServer) -> type[BaseHTTPRequestHandler]
             if self.path != COMPLETIONS_PATH:
                 self._send(HTTPStatus.NOT_FOUND, _error("not_found", f"no route {self.path}"))
                 return
-            status, headers, plan = server._take_request()
+            status, headers, plan, latency = server._take_request()
+            if latency:
+                time.sleep(latency)
             if status is not HTTPStatus.OK:
                 self._send(status, _error("server_error", status.phrase), headers)
             elif request.get("stream"):
