@@ -141,7 +141,8 @@ class TestJobsEmbedded:
         assert accepted.status_code == 202
         assert accepted.json() == {"job_id": job_id, "status": "queued", "total": 12}
         assert (info["status"], info["done"], info["failed"]) == ("completed", 12, 0)
-        assert info["started_at"] is not None and info["finished_at"] is not None
+        assert info["started_at"] is not None
+        assert info["finished_at"] is not None
         items = results.json()["items"]
         assert [item["id"] for item in items] == [f"ticket-{n}" for n in range(12)]
         assert {item["response"]["result"]["kind"] for item in items} == {"sentiment"}
