@@ -172,7 +172,7 @@ async def until(
 
 
 def finished(info: dict[str, Any]) -> bool:
-    return info["pending"] == 0
+    return bool(info["pending"] == 0)
 
 
 async def query(url: str, sql: str, **params: Any) -> list[Any]:
