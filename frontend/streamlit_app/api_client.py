@@ -300,7 +300,9 @@ class ApiClient:
         )
 
     def job(self, job_id: str) -> JobInfo:
-        return self._request("GET", f"/v1/jobs/{quote(job_id, safe='')}", JobInfo, key=self.config.api_key)
+        return self._request(
+            "GET", f"/v1/jobs/{quote(job_id, safe='')}", JobInfo, key=self.config.api_key
+        )
 
     def jobs(self, *, page_size: int = 10) -> JobList:
         return self._request(
@@ -321,7 +323,9 @@ class ApiClient:
             params={"format": "ndjson"},
         )
         try:
-            return [JobItemResult.model_validate_json(line) for line in response.iter_lines() if line]
+            return [
+                JobItemResult.model_validate_json(line) for line in response.iter_lines() if line
+            ]
         except PydanticValidationError:
             raise self._not_understood() from None
 
