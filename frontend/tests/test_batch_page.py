@@ -1,8 +1,10 @@
 """Batch page → HTTP → the real backend: progress, per-item results, downloads; jobs."""
 
 import re
+import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import closing
 from http import HTTPStatus
 
 import pytest
@@ -197,7 +199,8 @@ class TestBatchJob:
     Paths: UI-10, UI-08
     Real: the page script under Streamlit's AppTest; ApiClient over real HTTP to a uvicorn
     backend subprocess with no Redis, as `make run` starts it: SQLite, its embedded job worker
-    on the in-memory queue, the loopback OpenAI-compatible provider over HTTP.
+    on the in-memory queue, the loopback OpenAI-compatible provider over HTTP; for a job no
+    worker takes, the everyday backend on this worker's redis-server, which runs no worker.
     Faked: the browser (AppTest, which reruns the page where a browser's timer reruns its
     polling fragment), the AI provider (the loopback server, told how long to take), the
     uploaded file (made in the test).
@@ -445,3 +448,34 @@ class TestBatchJob:
         assert any("is not reachable. Is it running?" in read_markdown(e.value) for e in page.error)
         assert "job" not in page.query_params
         assert not page.progress
+
+    @pytest.mark.covers("UI-10")
+    def test_job_no_worker_takes_says_what_may_be_missing(self, backend, open_page):
+        """A job nobody works on does not leave the person watching a bar that never moves.
+
+        Integration scope: the page → GET /v1/jobs/{id} on the everyday backend, which has
+        REDIS_URL and so no worker of its own → the page's waiting hint.
+        Business impact: a deployment without `make worker` accepts jobs that never run; the
+        page is where someone first notices, and it should say what to check.
+        Test strategy: submit a job through the API (it stays queued: no worker runs); date
+        it a minute back in the backend's database, as if submitted a minute ago; open it.
+        Success criteria: the bar at "0 of 4 done", the job queued, and a hint naming
+        `make worker`.
+        """
+        job_id = _submit(backend, 4)
+        with closing(sqlite3.connect(backend.database)) as connection, connection:
+            connection.execute(
+                "UPDATE jobs SET created_at = datetime(created_at, '-60 seconds') WHERE id = ?",
+                (job_id,),
+            )
+        page = open_page("batch", backend.url)
+        page.query_params["job"] = job_id
+
+        page.run()
+
+        assert not page.exception
+        assert (page.progress[0].value, page.progress[0].text) == (0, "0 of 4 done")
+        assert f"Sentiment job {job_id}, queued." in page.caption[-1].value
+        (hint,) = page.info
+        assert hint.value.startswith("No item has started in 6")
+        assert "none is running (a backend with REDIS_URL needs `make worker`)." in hint.value
