@@ -17,7 +17,8 @@ from app.resources import Externals, open_resources
 logger = logging.getLogger(__name__)
 
 
-async def run(settings: Settings) -> None:
+async def run(settings: Settings, externals: Externals | None = None) -> None:
+    """Until SIGTERM or SIGINT. `externals`: fakes for what is outside (a benchmark's model)."""
     if settings.redis_url is None:
         raise ConfigurationError(
             "REDIS_URL: a worker process takes jobs from Redis; without it, the API runs jobs "
@@ -28,7 +29,9 @@ async def run(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with open_resources(settings, Metrics(), Externals(), worker_process=True) as resources:
+    async with open_resources(
+        settings, Metrics(), externals or Externals(), worker_process=True
+    ) as resources:
         logger.info(
             "job worker started: %d item(s) at once from stream %s; items of a worker that "
             "stops answering are taken over after %g s",

@@ -318,6 +318,11 @@ class Settings(BaseSettings):
         ):
             if tier not in self.rate_limit_tiers:
                 raise ValueError(f"{variable}: {tier!r} is not a tier of RATE_LIMIT_TIERS")
+        if self.job_embedded_worker is False and self.redis_url is None:
+            raise ValueError(
+                "JOB_EMBEDDED_WORKER: false needs REDIS_URL (without Redis, jobs can only run "
+                "in the API process)"
+            )
         if overlap := set(self.api_keys) & set(self.internal_api_keys):
             raise ValueError(f"API_KEYS and INTERNAL_API_KEYS share {len(overlap)} key(s)")
         return self

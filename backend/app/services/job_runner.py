@@ -146,7 +146,8 @@ class JobRunner:
             error = ErrorDetail(code=code, message=message).model_dump(mode="json")
             return finished(ItemStatus.FAILED, self._entry(spec, text, code), error=error)
         request = cast(TextProcessRequest, spec.request.item_request(text))
-        await self._wait_for_rate_limit(spec)
+        if attempts == 1:  # an item counts once toward its key's limit, as it is billed once
+            await self._wait_for_rate_limit(spec)
         transient_failures = 0
         while True:
             captured: list[HistoryEntry] = []

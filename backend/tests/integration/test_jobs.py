@@ -100,7 +100,7 @@ class TestJobsEmbedded:
     """Seam: POST /v1/jobs → JobService → in-memory Taskiq broker → JobRunner (embedded worker)
     → TextProcessor → history, usage and job items in the database → GET /v1/jobs/{id}(/results).
 
-    Paths: JOB-01, JOB-04, JOB-05, JOB-06, JOB-07, JOB-09, JOB-10, JOB-11, JOB-12
+    Paths: JOB-01, JOB-04, JOB-05, JOB-06, JOB-07, JOB-08, JOB-09, JOB-10, JOB-11, JOB-12
     Real: the app from create_app in its lifespan (its embedded worker), every layer of ours,
     Taskiq's InMemoryBroker, over in-process HTTP; SQLite and PostgreSQL; the in-memory cache,
     breaker and rate limiter.
@@ -141,7 +141,8 @@ class TestJobsEmbedded:
         assert accepted.status_code == 202
         assert accepted.json() == {"job_id": job_id, "status": "queued", "total": 12}
         assert (info["status"], info["done"], info["failed"]) == ("completed", 12, 0)
-        assert info["started_at"] is not None and info["finished_at"] is not None
+        assert info["started_at"] is not None
+        assert info["finished_at"] is not None
         items = results.json()["items"]
         assert [item["id"] for item in items] == [f"ticket-{n}" for n in range(12)]
         assert {item["response"]["result"]["kind"] for item in items} == {"sentiment"}

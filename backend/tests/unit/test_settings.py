@@ -34,6 +34,15 @@ class TestSettingsValidation:
             load_settings()
 
     @pytest.mark.covers("CONF-01")
+    def test_no_embedded_worker_without_redis_names_the_variable(
+        self, monkeypatch: pytest.MonkeyPatch
+    ):
+        monkeypatch.setenv("JOB_EMBEDDED_WORKER", "false")
+
+        with pytest.raises(ConfigurationError, match="JOB_EMBEDDED_WORKER: false needs REDIS_URL"):
+            load_settings()
+
+    @pytest.mark.covers("CONF-01")
     def test_out_of_range_number_names_the_variable(self, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv("BREAKER_FAILURE_THRESHOLD", "0")
 

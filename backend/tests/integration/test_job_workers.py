@@ -1,0 +1,397 @@
+"""Jobs across processes: the API in this process, workers as real `python -m app.cli worker`
+processes, a real Redis between them (its stream the queue), a database they all share.
+
+What is under test is what crosses the process boundary: messages a dead worker leaves pending
+are claimed by another (after JOB_REDELIVERY_SECONDS, short here), the item's state in the
+database keeps a redelivered item from being done or billed twice, the breaker's state in Redis
+makes every worker wait, and the API can go away and come back while workers go on.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from app.core.config import Settings
+from app.infrastructure.database.engine import Database
+from app.main import create_app
+from app.resources import Externals
+from asgi_lifespan import LifespanManager
+from conftest import (
+    OPERATOR_KEY,
+    PUBLIC_KEY,
+    TEST_KEY_HASH_SECRET,
+    ClientFactory,
+    DatabaseBackend,
+    RedisBackend,
+    make_settings,
+)
+from fakes.openai_server import OpenAICompatibleServer, openai_compatible_server
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import text
+
+OPERATOR = {"X-API-Key": OPERATOR_KEY}
+REDELIVERY_SECONDS = 2
+STARTUP_SECONDS = 60  # a worker importing the stack on a busy 2-core machine
+DEADLINE_SECONDS = 60.0
+# Workers' settings that must agree with the API's (the breaker's state is shared in Redis).
+BREAKER = {"BREAKER_FAILURE_THRESHOLD": "2", "BREAKER_RECOVERY_SECONDS": "1"}
+# Room for every test's items within a minute: here, waiting for the limit is not the subject.
+TIERS = '{"free": 1000, "pro": 1000}'
+
+
+on_real_redis = pytest.mark.parametrize("redis_backend", ["redis-server"], indirect=True)
+on_sqlite = pytest.mark.parametrize("database_backend", ["sqlite"], indirect=True)
+
+
+def texts(count: int) -> list[dict[str, str]]:
+    return [{"id": f"review-{n}", "text": f"Review {n}: the trams ran late."} for n in range(count)]
+
+
+class Workers:
+    """Worker processes started by the test, each with its log; all stopped at the end."""
+
+    def __init__(self, folder: Path, env: dict[str, str]) -> None:
+        self.folder = folder
+        self.env = env
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        log = self.folder / f"worker-{len(self.processes)}.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "worker"],
+                cwd=self.folder,  # no developer's .env reaches it
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        self.processes.append(process)
+        return process
+
+    def logs(self) -> str:
+        return "\n".join(path.read_text()[-2000:] for path in sorted(self.folder.glob("*.log")))
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def provider() -> Iterator[OpenAICompatibleServer]:
+    """The workers' model: an OpenAI-compatible server on loopback that takes 50 ms a call."""
+    with openai_compatible_server() as server:
+        server.take(0.05)
+        yield server
+
+
+@pytest.fixture
+def workers(
+    tmp_path: Path,
+    redis_backend: RedisBackend,
+    database_backend: DatabaseBackend,
+    provider: OpenAICompatibleServer,
+) -> Iterator[Workers]:
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if name.lower() not in Settings.model_fields and not name.startswith("OTEL_")
+    }
+    assert redis_backend.url is not None
+    env = {
+        **inherited,
+        "ENVIRONMENT": "test",
+        "LOG_LEVEL": "INFO",
+        "DATABASE_URL": database_backend.url,
+        "DATABASE_AUTO_MIGRATE": "false",
+        "REDIS_URL": redis_backend.url,
+        "API_KEYS": PUBLIC_KEY,
+        "INTERNAL_API_KEYS": OPERATOR_KEY,
+        "KEY_HASH_SECRET": TEST_KEY_HASH_SECRET,
+        "AI_MODEL": "openai-chat:fake-llm",
+        "AI_BASE_URL": provider.base_url,
+        "AI_API_KEY": "provider-key-for-workers",
+        "AI_MAX_ATTEMPTS": "1",
+        "AI_CHECK_INTERVAL_SECONDS": "0",
+        "JOB_CONCURRENCY": "4",
+        "JOB_REDELIVERY_SECONDS": str(REDELIVERY_SECONDS),
+        "RATE_LIMIT_TIERS": TIERS,
+        **BREAKER,
+    }
+    started = Workers(tmp_path, env)
+    yield started
+    started.stop()
+
+
+async def api(make_client: ClientFactory, redis: RedisBackend, database: DatabaseBackend) -> Any:
+    return await make_client(
+        redis=redis,
+        database=database,
+        breaker_failure_threshold=int(BREAKER["BREAKER_FAILURE_THRESHOLD"]),
+        breaker_recovery_seconds=float(BREAKER["BREAKER_RECOVERY_SECONDS"]),
+        rate_limit_tiers=json.loads(TIERS),
+    )
+
+
+async def workers_seen(client: AsyncClient, count: int, workers: Workers) -> None:
+    """Until /internal/jobs lists `count` live workers (each reports itself as it starts)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STARTUP_SECONDS
+    while len((await client.get("/internal/jobs", headers=OPERATOR)).json()["workers"]) < count:
+        if loop.time() > deadline:
+            pytest.fail(f"{count} worker(s) did not come up; logs:\n{workers.logs()}")
+        await asyncio.sleep(0.05)
+
+
+async def until(
+    client: AsyncClient, job_id: str, done: Any, workers: Workers, headers: Any = None
+) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE_SECONDS
+    while True:
+        info: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}", headers=headers)).json()
+        if done(info):
+            return info
+        if loop.time() > deadline:
+            pytest.fail(f"job stuck at {info}; worker logs:\n{workers.logs()}")
+        await asyncio.sleep(0.02)
+
+
+def finished(info: dict[str, Any]) -> bool:
+    return info["pending"] == 0
+
+
+async def query(url: str, sql: str, **params: Any) -> list[Any]:
+    database = Database(url)
+    try:
+        async with database.session() as session:
+            return list((await session.execute(text(sql), params)).all())
+    finally:
+        await database.dispose()
+
+
+class TestJobWorkers:
+    """Seam: POST /v1/jobs (this process) → Redis stream (taskiq-redis, consumer group) →
+    `python -m app.cli worker` processes → TextProcessor → the shared database.
+
+    Paths: JOB-01, JOB-02, JOB-03, JOB-06, JOB-08
+    Real: worker subprocesses (JOB_CONCURRENCY=4, JOB_REDELIVERY_SECONDS=2), a real Redis
+    (this test process's redis-server; the container tier too where marked), SQLite and
+    PostgreSQL files and databases shared by every process, SIGKILL, the app in its lifespan
+    over in-process HTTP.
+    Faked: the AI provider (an OpenAI-compatible server on loopback taking 50 ms a call).
+    """
+
+    @pytest.mark.covers("JOB-01", "JOB-03")
+    @pytest.mark.parametrize("redis_backend", ["redis-server", "container"], indirect=True)
+    @on_sqlite
+    async def test_two_workers_share_one_job_every_item_answered(
+        self,
+        make_client: ClientFactory,
+        redis_backend: RedisBackend,
+        database_backend: DatabaseBackend,
+        workers: Workers,
+    ):
+        """Two worker processes take items of the same job; together they answer all of it.
+
+        Integration scope: API → Redis stream → two consumers of one group → the database.
+        Business impact: throughput grows with workers only if one job spreads across them.
+        Test strategy: start two workers, wait until both report; submit 40 texts.
+        Success criteria: completed with 40 done; the items name both workers; one history
+        row per item.
+        """
+        client = await api(make_client, redis_backend, database_backend)
+        workers.start()
+        workers.start()
+        await workers_seen(client, 2, workers)
+
+        job_id = (
+            await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(40)})
+        ).json()["job_id"]
+        info = await until(client, job_id, finished, workers)
+        by_worker = await query(
+            database_backend.url,
+            "SELECT worker, count(*) FROM job_items WHERE job_id = :job GROUP BY worker",
+            job=job_id,
+        )
+        history = await query(
+            database_backend.url,
+            "SELECT count(*), count(DISTINCT job_item) FROM request_history WHERE job_id = :job",
+            job=job_id,
+        )
+
+        assert (info["status"], info["done"], info["failed"]) == ("completed", 40, 0)
+        assert len(by_worker) == 2
+        assert history == [(40, 40)]
+
+    @pytest.mark.covers("JOB-02")
+    @on_real_redis
+    @pytest.mark.parametrize("database_backend", ["sqlite", "postgresql"], indirect=True)
+    async def test_worker_killed_mid_job_every_item_done_and_billed_once(
+        self,
+        make_client: ClientFactory,
+        redis_backend: RedisBackend,
+        database_backend: DatabaseBackend,
+        workers: Workers,
+        provider: OpenAICompatibleServer,
+    ):
+        """A worker SIGKILLed mid-job loses nothing and doubles nothing.
+
+        Integration scope: the dead worker's pending messages → XAUTOCLAIM by the new worker
+        after JOB_REDELIVERY_SECONDS → item state, history row and usage in one transaction.
+        Business impact: workers die (deploys, OOM, spot instances); each item must still be
+        answered once and billed once.
+        Test strategy: an issued key submits 60 texts to one worker (100 ms a call); SIGKILL
+        it once 8 are done; start another.
+        Success criteria: completed with 60 done; 60 history rows, one per item; the key's
+        usage is 60 requests; the items in the dead worker's hands were delivered twice.
+        """
+        provider.take(0.1)
+        client = await api(make_client, redis_backend, database_backend)
+        issued = {
+            "X-API-Key": (
+                await client.post(
+                    "/v1/auth/register", json={"email": "kill@example.com", "display_name": "K"}
+                )
+            ).json()["api_key"]
+        }
+        first = workers.start()
+        await workers_seen(client, 1, workers)
+        job_id = (
+            await client.post(
+                "/v1/jobs", json={"operation": "sentiment", "items": texts(60)}, headers=issued
+            )
+        ).json()["job_id"]
+
+        midway = await until(client, job_id, lambda info: info["done"] >= 8, workers, issued)
+        first.kill()  # SIGKILL: no shutdown, no acknowledgement of the items in hand
+        first.wait()
+        workers.start()
+        info = await until(client, job_id, finished, workers, issued)
+        history = await query(
+            database_backend.url,
+            "SELECT count(*), count(DISTINCT job_item) FROM request_history WHERE job_id = :job",
+            job=job_id,
+        )
+        redelivered = await query(
+            database_backend.url,
+            "SELECT count(*) FROM job_items WHERE job_id = :job AND attempts > 1",
+            job=job_id,
+        )
+        account = (await client.get("/v1/auth/me", headers=issued)).json()
+
+        assert midway["done"] < 60
+        assert (info["status"], info["done"], info["failed"]) == ("completed", 60, 0)
+        assert history == [(60, 60)]
+        assert account["usage"]["requests"] == 60
+        assert redelivered[0][0] >= 1
+
+    @pytest.mark.covers("JOB-06")
+    @on_real_redis
+    @on_sqlite
+    async def test_breaker_opens_mid_job_items_wait_job_completes(
+        self,
+        make_client: ClientFactory,
+        redis_backend: RedisBackend,
+        database_backend: DatabaseBackend,
+        workers: Workers,
+        provider: OpenAICompatibleServer,
+    ):
+        """The provider failing mid-job opens the shared breaker; items wait, then finish.
+
+        Integration scope: worker → provider 500s → the breaker's state in Redis → every
+        worker's items wait → the provider recovers → half-open trial → items answered.
+        Business impact: a provider outage delays a job; it must not fail its items.
+        Test strategy: one worker; after 5 items the provider fails until the API (sharing
+        the breaker through Redis) sees it open; then it answers again.
+        Success criteria: the breaker was open mid-job; the job completes with every item
+        done, none failed.
+        """
+        client = await api(make_client, redis_backend, database_backend)
+        workers.start()
+        await workers_seen(client, 1, workers)
+        job_id = (
+            await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(30)})
+        ).json()["job_id"]
+        await until(client, job_id, lambda info: info["done"] >= 5, workers)
+
+        provider.fail()
+        await self._breaker_state(client, "open")
+        provider.answer()
+        info = await until(client, job_id, finished, workers)
+
+        assert (info["status"], info["done"], info["failed"]) == ("completed", 30, 0)
+
+    @staticmethod
+    async def _breaker_state(client: AsyncClient, state: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DEADLINE_SECONDS
+        while True:
+            breakers = (await client.get("/internal/resilience/breakers", headers=OPERATOR)).json()
+            if breakers["breakers"][0]["state"] == state:
+                return
+            if loop.time() > deadline:
+                pytest.fail(f"the breaker never became {state}: {breakers}")
+            await asyncio.sleep(0.02)
+
+    @pytest.mark.covers("JOB-08")
+    @on_real_redis
+    @on_sqlite
+    async def test_api_restarted_while_workers_run_job_completes(
+        self,
+        redis_backend: RedisBackend,
+        database_backend: DatabaseBackend,
+        workers: Workers,
+    ):
+        """The API stopped and started again mid-job: the workers go on, the job completes.
+
+        Integration scope: API lifespan (no worker of its own with REDIS_URL) → Redis stream
+        and database outlive it → a new API process's view of the same job.
+        Business impact: deploying the API must not interrupt the jobs its users submitted.
+        Test strategy: one worker; submit 40 texts; stop the API once a few are done; start
+        a new app on the same Redis and database.
+        Success criteria: the job completes with 40 done, seen through the new app.
+        """
+        assert redis_backend.url is not None
+        settings = make_settings(database_backend, redis_url=redis_backend.url)
+        async with self._served(settings) as first:
+            workers.start()
+            await workers_seen(first, 1, workers)
+            job_id = (
+                await first.post("/v1/jobs", json={"operation": "summarize", "items": texts(40)})
+            ).json()["job_id"]
+            midway = await until(first, job_id, lambda info: info["done"] >= 3, workers)
+
+        async with self._served(settings) as second:
+            info = await until(second, job_id, finished, workers)
+
+        assert midway["done"] < 40
+        assert (info["status"], info["done"], info["failed"]) == ("completed", 40, 0)
+
+    @staticmethod
+    @asynccontextmanager
+    async def _served(settings: Settings) -> AsyncIterator[AsyncClient]:
+        app = create_app(settings, Externals())
+        async with (
+            LifespanManager(app) as manager,
+            AsyncClient(
+                transport=ASGITransport(app=manager.app),
+                base_url="http://testserver",
+                headers={"X-API-Key": PUBLIC_KEY},
+            ) as client,
+        ):
+            yield client
