@@ -3,9 +3,10 @@
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from http import HTTPStatus
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -175,6 +176,17 @@ def _until(page: AppTest, seen: Callable[[AppTest], bool]) -> AppTest:
     return page
 
 
+def _groups(pattern: re.Pattern[str], text: str) -> tuple[str, ...]:
+    match = pattern.fullmatch(text)
+    assert match is not None, f"{text!r} does not match {pattern.pattern!r}"
+    return match.groups()
+
+
+def _download_labels(page: AppTest) -> list[str]:
+    buttons: Sequence[Any] = page.get("download_button")
+    return [button.label for button in buttons]
+
+
 def _results(page: AppTest) -> bool:
     return bool(page.dataframe)
 
@@ -238,22 +250,19 @@ class TestBatchJob:
         assert page.query_params["job"] == listed["job_id"]
         assert page.progress[0].value < 100
         assert page.button(key="batch_cancel_job").label == "Cancel job"
-        counts = []
-        page = _until(
-            page,
-            lambda page: (
-                counts.extend(int(bar.text.split()[0]) for bar in page.progress) or _results(page)
-            ),
-        )
+        counts: list[int] = []
+
+        def noting_counts(page: AppTest) -> bool:
+            counts.extend(int(bar.text.split()[0]) for bar in page.progress)
+            return _results(page)
+
+        page = _until(page, noting_counts)
         assert counts == sorted(counts)
-        assert ENDED.fullmatch(page.success[0].value).groups() == ("24", "0")
+        assert _groups(ENDED, page.success[0].value) == ("24", "0")
         rows = _table(page)
         assert [row["text"] for row in rows] == JOB_TEXTS
         assert {row["status"] for row in rows} == {"ok"}
-        assert [button.label for button in page.get("download_button")] == [
-            "Download CSV",
-            "Download JSON",
-        ]
+        assert _download_labels(page) == ["Download CSV", "Download JSON"]
         with jobs_backend.client() as client:
             assert client.get("/v1/history").json()["total"] == len(JOB_TEXTS)
 
@@ -283,7 +292,7 @@ class TestBatchJob:
         assert (page.progress[0].value, page.progress[0].text) == (0, "0 of 4 done")
         assert job_id in page.caption[-1].value
         page = _until(page, _results)
-        assert ENDED.fullmatch(page.success[0].value).groups() == ("4", "0")
+        assert _groups(ENDED, page.success[0].value) == ("4", "0")
         rows = _table(page)
         assert [row["id"] for row in rows] == [f"ticket-{n}" for n in range(4)]
         assert "text" not in rows[0]
@@ -314,7 +323,7 @@ class TestBatchJob:
         with jobs_backend.client() as client:
             info = client.get(f"/v1/jobs/{page.query_params['job']}").json()
             history = client.get("/v1/history").json()["total"]
-        done, failed, not_run = map(int, CANCELLED.fullmatch(page.warning[0].value).groups())
+        done, failed, not_run = map(int, _groups(CANCELLED, page.warning[0].value))
         assert (info["status"], done, failed, not_run) == (
             "cancelled",
             info["done"],
