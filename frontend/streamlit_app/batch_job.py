@@ -58,7 +58,7 @@ def follow(job_id: str) -> None:
         with open_client() as client:
             info = client.job(job_id)
     except ApiError as error:
-        if error.status != 404:
+        if error.status not in (404, 422):  # 422: an id no job can have (too long)
             raise
         st.error(
             f"Job {escape_markdown(job_id)} was not found. A job can be read only with the key "
