@@ -96,7 +96,8 @@ def _progress(job_id: str) -> None:
     label = OPERATION_LABELS[info.operation]
     st.caption(
         f"{label} job {info.job_id}, {info.status.value}. This page's address keeps the job: "
-        "reload it or come back later to see how it is doing."
+        "reload it or come back later to see how it is doing. Each text counts toward your "
+        "key's requests per minute as it runs: over the limit, texts wait rather than fail."
     )
     if info.status is JobStatus.CANCELLED:
         st.warning(
