@@ -187,6 +187,14 @@ def _download_labels(page: AppTest) -> list[str]:
     return [button.label for button in buttons]
 
 
+def _processed(backend) -> int:
+    """Texts the backend processed for the test key: its history without streams, whose rows
+    a browser that left a stream of an earlier test can add late."""
+    with backend.client() as client:
+        records = client.get("/v1/history", params={"page_size": 100}).json()["items"]
+    return sum(not record["streamed"] for record in records)
+
+
 def _results(page: AppTest) -> bool:
     return bool(page.dataframe)
 
@@ -263,8 +271,7 @@ class TestBatchJob:
         assert [row["text"] for row in rows] == JOB_TEXTS
         assert {row["status"] for row in rows} == {"ok"}
         assert _download_labels(page) == ["Download CSV", "Download JSON"]
-        with jobs_backend.client() as client:
-            assert client.get("/v1/history").json()["total"] == len(JOB_TEXTS)
+        assert _processed(jobs_backend) == len(JOB_TEXTS)
 
     @pytest.mark.covers("UI-10")
     def test_reload_with_the_job_in_the_address_follows_it_again(
@@ -308,7 +315,7 @@ class TestBatchJob:
         as a job and cancel it straight away; rerun the page until the job has settled.
         Success criteria: a warning that the running items will finish; then the cancelled
         job's counts as the API gives them, at least one text not run, a `cancelled` row per
-        text not run, and no more requests in the history than texts done.
+        text not run, and as many requests in the history as texts done.
         """
         loopback_provider.take(3)
         page = open_page("batch", jobs_backend.url).run()
@@ -322,7 +329,6 @@ class TestBatchJob:
         page = _until(page, _results)
         with jobs_backend.client() as client:
             info = client.get(f"/v1/jobs/{page.query_params['job']}").json()
-            history = client.get("/v1/history").json()["total"]
         done, failed, not_run = map(int, _groups(CANCELLED, page.warning[0].value))
         assert (info["status"], done, failed, not_run) == (
             "cancelled",
@@ -332,7 +338,7 @@ class TestBatchJob:
         )
         assert not_run >= 1
         assert [row["status"] for row in _table(page)].count("cancelled") == not_run
-        assert history == done
+        assert _processed(jobs_backend) == done
 
     @pytest.mark.covers("UI-10")
     def test_job_whose_every_text_failed_says_so_with_each_error(
