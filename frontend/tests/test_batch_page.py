@@ -494,3 +494,31 @@ class TestBatchJob:
         (hint,) = page.info
         assert hint.value.startswith("No item has started in 6")
         assert "none is running (a backend with REDIS_URL needs `make worker`)." in hint.value
+
+    @pytest.mark.covers("UI-10")
+    def test_invalid_job_is_refused_with_the_backend_reason(
+        self, jobs_backend, open_page, read_markdown
+    ):
+        """A job the backend refuses (422) says why, and leaves nothing to follow.
+
+        Integration scope: the page → POST /v1/jobs → the shared contract's validation in the
+        backend → the error body → the page.
+        Business impact: a job is refused whole; the person must learn what to change before
+        sending thousands of texts again.
+        Test strategy: choose Q&A, give 21 texts and no question, and run.
+        Success criteria: "The request was not valid" with the backend's reason; no job in the
+        address, no job in the backend.
+        """
+        page = open_page("batch", jobs_backend.url).run()
+        page.radio(key="batch_operation").set_value("qa").run()
+        page.text_area(key="batch_texts").input("\n".join(JOB_TEXTS[:21])).run()
+
+        page.button(key="run_batch").click().run()
+
+        assert not page.exception
+        assert [read_markdown(error.value) for error in page.error] == [
+            "The request was not valid: question: Field required."
+        ]
+        assert "job" not in page.query_params
+        with jobs_backend.client() as client:
+            assert client.get("/v1/jobs").json()["total"] == 0
