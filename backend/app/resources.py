@@ -1,6 +1,7 @@
 """Shared clients: created and closed by the lifespan, handed out by the API dependencies."""
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -12,6 +13,7 @@ from pydantic_ai.models import Model
 from redis.asyncio import Redis
 
 from app.core.config import Settings
+from app.core.exceptions import DatabaseUnavailableError
 from app.infrastructure.ai.provider import AIProvider, build_model
 from app.infrastructure.ai.resilient import ResilientProvider, is_provider_failure
 from app.infrastructure.cache import ResponseCache
@@ -225,16 +227,28 @@ async def _start_jobs(
         return None
     if queue.in_memory:
         await queue.start(runner.run_item)
-        requeued = await jobs.requeue_unfinished()
         logger.info(
-            "jobs run in this process (no REDIS_URL): an embedded worker, %d item(s) at once; "
-            "%d unfinished item(s) queued again",
+            "jobs run in this process (no REDIS_URL): an embedded worker, %d item(s) at once",
             settings.job_concurrency,
-            requeued,
         )
-        return None
+        # In the background: the API starts (and says it is not ready) with the database down.
+        return asyncio.create_task(_requeue_unfinished(jobs, stop))
     logger.info("jobs: this process runs a worker of its own too (JOB_EMBEDDED_WORKER=true)")
     return asyncio.create_task(queue.work(runner.run_item, stop))
+
+
+async def _requeue_unfinished(jobs: JobService, stop: asyncio.Event) -> None:
+    """The items a stopped process held in memory, queued again once the database answers."""
+    while not stop.is_set():
+        try:
+            requeued = await jobs.requeue_unfinished()
+        except DatabaseUnavailableError:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            continue
+        if requeued:
+            logger.info("jobs: %d unfinished item(s) queued again", requeued)
+        return
 
 
 async def _open_redis(url: str, timeout_seconds: float) -> Redis:

@@ -176,11 +176,15 @@ class JobQueue:
         return self._redis_url is None
 
     async def start(self, handler: ItemHandler | None = None) -> None:
-        """Connect; with a handler, items sent to the in-memory queue are run here."""
+        """With a handler, items are run here. Without one (an API that only sends), nothing
+        is asked of Redis now: the API starts whether Redis answers or not, and a worker's
+        group reads the stream from its start whenever it is made."""
         self._handler = handler
+        self._started = True
+        if handler is None and not self.in_memory:
+            return
         self.broker.is_worker_process = handler is not None
         await self.broker.startup()
-        self._started = True
 
     async def close(self) -> None:
         if self._started:

@@ -124,8 +124,8 @@ def _row(entry: HistoryEntry) -> dict[str, object]:
 
 async def write_entries(session: AsyncSession, entries: list[HistoryEntry]) -> None:
     """The entries' rows and their keys' usage, in `session`'s transaction. One multi-row INSERT
-    for the rows and one UPDATE per key for the usage: set-based, so a
-    batch costs a few statements however many requests it carries."""
+    for the rows and one UPDATE per key for the usage: set-based, so a batch costs a few
+    statements however many requests it carries."""
     await session.execute(insert(RequestHistory), [_row(entry) for entry in entries])
     uses = (
         Use(

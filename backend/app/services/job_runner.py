@@ -23,8 +23,8 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 
 from shared.errors import ErrorDetail
-from shared.jobs import ItemStatus, JobRequest
-from shared.text import Operation, TextProcessRequest
+from shared.jobs import JOB_TYPE_BY_OPERATION, BaseJobRequest, ItemStatus
+from shared.text import OPTIONS_TYPE_BY_OPERATION, Operation, TextProcessRequest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,7 +58,7 @@ _SPECS_KEPT = 256
 class _JobSpec:
     caller: str
     tier: str | None
-    request: JobRequest  # operation, options and question; no items
+    request: BaseJobRequest  # operation, options and question; no items
 
 
 @dataclass(frozen=True)
@@ -230,9 +230,10 @@ class JobRunner:
 
     async def _load_spec(self, session: AsyncSession, job_id: str) -> _JobSpec:
         job = (await session.scalars(select(Job).where(Job.id == job_id))).one()
-        request = JobRequest.model_construct(
-            operation=Operation(job.operation),
-            options=job.options,
+        operation = Operation(job.operation)
+        request = JOB_TYPE_BY_OPERATION[operation].model_construct(
+            operation=operation,
+            options=OPTIONS_TYPE_BY_OPERATION[operation].model_validate(job.options),
             question=job.question,
             items=[],
         )

@@ -13,19 +13,19 @@ from typing import Any
 from shared.errors import ErrorDetail
 from shared.jobs import (
     FINISHED_JOB_STATUSES,
+    BaseJobRequest,
     ItemStatus,
     JobAccepted,
     JobInfo,
     JobItemResult,
     JobList,
-    JobRequest,
     JobResultsPage,
     JobsOverview,
     JobStatus,
     StuckJob,
     WorkerSeen,
 )
-from shared.text import Operation, TextProcessResponse
+from shared.text import Operation, TextProcessResponse, options_dict
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,7 +47,7 @@ class JobService:
         self._concurrency = settings.job_concurrency
         self._embedded = settings.runs_embedded_worker
 
-    async def submit(self, request: JobRequest, caller: str, tier: str | None) -> JobAccepted:
+    async def submit(self, request: BaseJobRequest, caller: str, tier: str | None) -> JobAccepted:
         """The job and its items stored, then queued; a queue that refuses them leaves no job."""
         job_id = uuid.uuid4().hex
         now = utcnow()
@@ -58,7 +58,7 @@ class JobService:
                     api_key_id=caller,
                     tier=tier,
                     operation=request.operation.value,
-                    options=request.options,
+                    options=options_dict(request.options),
                     question=request.question,
                     total=len(request.items),
                     created_at=now,

@@ -84,6 +84,7 @@ class TestDocumentedExamples:
             ("POST", "/v1/text/process"),
             ("POST", "/v1/text/stream"),
             ("POST", "/v1/text/batch"),
+            ("POST", "/v1/jobs"),
             ("POST", "/v1/auth/register"),
             ("POST", "/internal/cache/invalidate"),
         }

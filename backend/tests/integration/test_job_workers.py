@@ -172,7 +172,7 @@ async def until(
 
 
 def finished(info: dict[str, Any]) -> bool:
-    return info["pending"] == 0
+    return bool(info["pending"] == 0)
 
 
 async def query(url: str, sql: str, **params: Any) -> list[Any]:
@@ -299,6 +299,69 @@ class TestJobWorkers:
         assert history == [(60, 60)]
         assert account["usage"]["requests"] == 60
         assert redelivered[0][0] >= 1
+
+    @pytest.mark.covers("JOB-02")
+    @on_real_redis
+    @on_sqlite
+    async def test_dead_workers_items_claimed_when_nothing_new_arrives(
+        self,
+        make_client: ClientFactory,
+        redis_backend: RedisBackend,
+        database_backend: DatabaseBackend,
+        workers: Workers,
+        provider: OpenAICompatibleServer,
+    ):
+        """A dead worker's items are claimed even when the stream has nothing new to read.
+
+        Integration scope: a consumer group's pending messages → the new worker's claim on
+        every turn of its read loop (taskiq-redis 1.2.4 claimed only after reading new
+        messages, so these items would have waited for the next job).
+        Business impact: the last items of a job, in the hands of a worker that died, must
+        not wait for somebody's next job to be finished.
+        Test strategy: one worker takes all 4 items of a job (JOB_CONCURRENCY=4, a provider
+        taking 2 s a call); SIGKILL it while all 4 run; start another.
+        Success criteria: the job completes with 4 done, each item delivered twice, one
+        history row each.
+        """
+        provider.take(2.0)
+        client = await api(make_client, redis_backend, database_backend)
+        first = workers.start()
+        await workers_seen(client, 1, workers)
+        job_id = (
+            await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(4)})
+        ).json()["job_id"]
+        await self._running(client, 4, workers)
+
+        first.kill()
+        first.wait()
+        provider.take(0.05)
+        workers.start()
+        info = await until(client, job_id, finished, workers)
+        attempts = await query(
+            database_backend.url,
+            "SELECT attempts, count(*) FROM job_items WHERE job_id = :job GROUP BY attempts",
+            job=job_id,
+        )
+        history = await query(
+            database_backend.url,
+            "SELECT count(*), count(DISTINCT job_item) FROM request_history WHERE job_id = :job",
+            job=job_id,
+        )
+
+        assert (info["status"], info["done"]) == ("completed", 4)
+        assert attempts == [(2, 4)]
+        assert history == [(4, 4)]
+
+    @staticmethod
+    async def _running(client: AsyncClient, count: int, workers: Workers) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DEADLINE_SECONDS
+        while (await client.get("/internal/jobs", headers=OPERATOR)).json()[
+            "running_items"
+        ] < count:
+            if loop.time() > deadline:
+                pytest.fail(f"{count} items never ran at once; logs:\n{workers.logs()}")
+            await asyncio.sleep(0.02)
 
     @pytest.mark.covers("JOB-06")
     @on_real_redis

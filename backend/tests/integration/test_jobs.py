@@ -60,7 +60,7 @@ async def until(
 
 
 def finished(info: dict[str, Any]) -> bool:
-    return info["pending"] == 0
+    return bool(info["pending"] == 0)
 
 
 async def history_of(url: str, job_id: str) -> tuple[int, int]:

@@ -52,7 +52,7 @@ class ResultsFormat(StrEnum):
     responses={**BODY_ERRORS, **errors(503)},
 )
 async def submit(
-    body: Annotated[JobRequest, Body(openapi_examples=examples.JOB)],
+    body: Annotated[JobRequest, Body(title="JobRequest", openapi_examples=examples.JOB)],
     principal: PrincipalDep,
     resources: ResourcesDep,
 ) -> JobAccepted:
