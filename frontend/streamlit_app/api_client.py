@@ -20,12 +20,12 @@ from shared.accounts import AccountInfo, RegisterRequest, RegisterResponse, Rota
 from shared.errors import ErrorResponse
 from shared.health import LivenessResponse, ReadinessResponse
 from shared.jobs import (
+    JOB_TYPE_BY_OPERATION,
     JobAccepted,
     JobInfo,
     JobItemInput,
     JobItemResult,
     JobList,
-    JobRequest,
 )
 from shared.operator import BreakersResponse, CacheStats
 from shared.text import (
@@ -285,9 +285,9 @@ class ApiClient:
         question: str | None = None,
     ) -> JobAccepted:
         """A job of `(id, text)` items, each with the operation's default options."""
-        body = JobRequest.model_construct(
+        body = JOB_TYPE_BY_OPERATION[operation].model_construct(
             operation=operation,
-            options={},
+            options=OPTIONS_TYPE_BY_OPERATION[operation].model_construct(),
             question=question,
             items=[JobItemInput.model_construct(id=ref, text=text) for ref, text in items],
         )
