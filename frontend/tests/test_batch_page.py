@@ -68,25 +68,36 @@ class TestBatchPage:
 
     @pytest.mark.covers("UI-03")
     @pytest.mark.parametrize(
-        ("upload", "expected"),
+        ("upload", "expected", "ids"),
         [
-            (("texts.txt", b"First text.\n\nSecond text.\n", "text/plain"), ["First", "Second"]),
+            (
+                ("texts.txt", b"First text.\n\nSecond text.\n", "text/plain"),
+                ["First", "Second"],
+                [None, None],
+            ),
             (
                 ("texts.csv", b'id,text\n1,"First, with a comma."\n2,Second text.\n', "text/csv"),
                 ["First, with a comma.", "Second text."],
+                ["1", "2"],
             ),
         ],
         ids=["txt", "csv"],
     )
     def test_uploaded_file_gives_one_row_per_text(
-        self, backend, open_page, upload: tuple[str, bytes, str], expected: list[str]
+        self,
+        backend,
+        open_page,
+        upload: tuple[str, bytes, str],
+        expected: list[str],
+        ids: list[str | None],
     ):
         """An uploaded .txt (one text per line) or .csv (a `text` column) becomes the batch.
 
         Integration scope: file upload → the page's parsing → the batch endpoint → the table.
         Business impact: texts kept in a file or a spreadsheet need no copying and pasting.
         Test strategy: upload a small file of each kind and run a Summarize batch.
-        Success criteria: one `ok` row per text, blank lines skipped, a quoted comma kept.
+        Success criteria: one `ok` row per text, blank lines skipped, a quoted comma kept, a
+        CSV's `id` column beside its results.
         """
         page = open_page("batch", backend.url).run()
         page.file_uploader(key="batch_file").set_value(upload).run()
@@ -99,6 +110,7 @@ class TestBatchPage:
         assert all(
             str(row["text"]).startswith(text) for row, text in zip(rows, expected, strict=True)
         )
+        assert [row.get("id") for row in rows] == ids
         assert {row["status"] for row in rows} == {"ok"}
 
     @pytest.mark.covers("UI-03")

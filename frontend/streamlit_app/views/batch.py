@@ -52,23 +52,25 @@ def _read_upload(upload: UploadedFile) -> list[Item]:
     ]
 
 
-def _run(operation: Operation, texts: list[str], question: str | None) -> list[Row]:
+def _run(operation: Operation, items: list[Item], question: str | None) -> list[Row]:
     rows: list[Row] = []
-    bar = st.progress(0.0, text=f"0 of {len(texts)} done")
+    with_ids = any(ref is not None for ref, _ in items)
+    bar = st.progress(0.0, text=f"0 of {len(items)} done")
     with open_client() as client:
-        for start in range(0, len(texts), CHUNK_SIZE):
-            chunk = texts[start : start + CHUNK_SIZE]
+        for start in range(0, len(items), CHUNK_SIZE):
+            chunk = items[start : start + CHUNK_SIZE]
             try:
-                answer = client.batch(operation, chunk, question=question)
+                answer = client.batch(operation, [text for _, text in chunk], question=question)
             except ApiError as error:
-                stopped = f"Stopped after {len(rows)} of {len(texts)}: {error.user_message}"
+                stopped = f"Stopped after {len(rows)} of {len(items)}: {error.user_message}"
                 st.error(escape_markdown(stopped), icon=":material/error:")
                 break
-            rows += [
-                result_row(start + it.index + 1, chunk[it.index], it.response, it.error)
-                for it in answer.items
-            ]
-            bar.progress(len(rows) / len(texts), text=f"{len(rows)} of {len(texts)} done")
+            for it in answer.items:
+                ref, text = chunk[it.index]
+                number = start + it.index + 1
+                ref = (ref or "") if with_ids else None
+                rows.append(result_row(number, text, it.response, it.error, ref=ref))
+            bar.progress(len(rows) / len(items), text=f"{len(rows)} of {len(items)} done")
     return rows
 
 
@@ -126,8 +128,7 @@ def render() -> None:
         if as_job:
             batch_job.submit(operation, items, question or None)
         else:
-            texts = [text for _, text in items]
-            st.session_state.batch_rows = _run(operation, texts, question or None)
+            st.session_state.batch_rows = _run(operation, items, question or None)
     if job_id := batch_job.followed():
         batch_job.follow(job_id)
     elif rows := st.session_state.get("batch_rows"):
