@@ -1,7 +1,6 @@
 """Shared clients: created and closed by the lifespan, handed out by the API dependencies."""
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,7 +12,6 @@ from pydantic_ai.models import Model
 from redis.asyncio import Redis
 
 from app.core.config import Settings
-from app.core.exceptions import DatabaseUnavailableError
 from app.infrastructure.ai.provider import AIProvider, build_model
 from app.infrastructure.ai.resilient import ResilientProvider, is_provider_failure
 from app.infrastructure.cache import ResponseCache
@@ -168,7 +166,7 @@ async def open_resources(
         )
         jobs = JobService(database, job_queue, settings)
         if not worker_process:
-            embedded = await _start_jobs(settings, job_queue, job_runner, jobs, stop_embedded)
+            embedded = await _start_jobs(settings, job_queue, job_runner, stop_embedded)
         if settings.uses_dev_keys:
             logger.warning(
                 "development keys in use: public %r, operator %r (set API_KEYS and "
@@ -196,7 +194,9 @@ async def open_resources(
         stop_embedded.set()
         if embedded is not None:
             await asyncio.gather(embedded, return_exceptions=True)
-        await job_queue.close()  # in memory: the items in hand are cancelled, queued again at start
+        await (
+            job_queue.close()
+        )  # in memory: items in hand are cancelled, queued again after a start
         if job_runner is not None:
             await job_runner.close()
         if resilient is not None:
@@ -214,7 +214,6 @@ async def _start_jobs(
     settings: Settings,
     queue: JobQueue,
     runner: JobRunner,
-    jobs: JobService,
     stop: asyncio.Event,
 ) -> "asyncio.Task[None] | None":
     """Connect the API to the job queue, with a worker of its own when it should run one."""
@@ -228,27 +227,13 @@ async def _start_jobs(
     if queue.in_memory:
         await queue.start(runner.run_item)
         logger.info(
-            "jobs run in this process (no REDIS_URL): an embedded worker, %d item(s) at once",
+            "jobs run in this process (no REDIS_URL): an embedded worker, %d item(s) at once; "
+            "a job left unfinished by a restart goes on once the jobs API is next called",
             settings.job_concurrency,
         )
-        # In the background: the API starts (and says it is not ready) with the database down.
-        return asyncio.create_task(_requeue_unfinished(jobs, stop))
+        return None
     logger.info("jobs: this process runs a worker of its own too (JOB_EMBEDDED_WORKER=true)")
     return asyncio.create_task(queue.work(runner.run_item, stop))
-
-
-async def _requeue_unfinished(jobs: JobService, stop: asyncio.Event) -> None:
-    """The items a stopped process held in memory, queued again once the database answers."""
-    while not stop.is_set():
-        try:
-            requeued = await jobs.requeue_unfinished()
-        except DatabaseUnavailableError:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
-            continue
-        if requeued:
-            logger.info("jobs: %d unfinished item(s) queued again", requeued)
-        return
 
 
 async def _open_redis(url: str, timeout_seconds: float) -> Redis:

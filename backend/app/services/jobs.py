@@ -5,6 +5,8 @@ status and counts are read from its items; a job belongs to the key that submitt
 other key is told it does not exist (404), whether it does or not.
 """
 
+import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -35,6 +37,7 @@ from app.infrastructure.database.engine import Database
 from app.infrastructure.database.models import Job, JobItem, utcnow
 from app.infrastructure.job_queue import JobQueue
 
+logger = logging.getLogger(__name__)
 _PENDING = (ItemStatus.QUEUED.value, ItemStatus.RUNNING.value)
 _RESULTS_CHUNK = 1000
 
@@ -46,9 +49,14 @@ class JobService:
         self._stuck_seconds = settings.job_stuck_seconds
         self._concurrency = settings.job_concurrency
         self._embedded = settings.runs_embedded_worker
+        # The in-memory queue died with the last process: its unfinished items are queued again
+        # at the first call of the jobs API (not at start, which asks the database nothing).
+        self._recovered = not (self._embedded and queue.in_memory)
+        self._recovering = asyncio.Lock()
 
     async def submit(self, request: BaseJobRequest, caller: str, tier: str | None) -> JobAccepted:
         """The job and its items stored, then queued; a queue that refuses them leaves no job."""
+        await self._recover()
         job_id = uuid.uuid4().hex
         now = utcnow()
         async with self._database.session() as session:
@@ -90,11 +98,13 @@ class JobService:
         return JobAccepted(job_id=job_id, status=JobStatus.QUEUED, total=len(request.items))
 
     async def info(self, job_id: str, caller: str) -> JobInfo:
+        await self._recover()
         async with self._database.session() as session:
             job = await _owned(session, job_id, caller)
             return (await _infos(session, [job]))[0]
 
     async def page(self, caller: str, *, page: int, page_size: int) -> JobList:
+        await self._recover()
         mine = Job.api_key_id == caller
         async with self._database.session() as session:
             total = await session.scalar(select(func.count()).select_from(Job).where(mine)) or 0
@@ -111,6 +121,7 @@ class JobService:
     async def results(
         self, job_id: str, caller: str, *, page: int, page_size: int
     ) -> JobResultsPage:
+        await self._recover()
         async with self._database.session() as session:
             job = await _owned(session, job_id, caller)
             info = (await _infos(session, [job]))[0]
@@ -135,6 +146,7 @@ class JobService:
 
     async def cancel(self, job_id: str, caller: str) -> JobInfo:
         """Items not started will not run; items running finish. A finished job stays as it is."""
+        await self._recover()
         now = utcnow()
         async with self._database.session() as session:
             # The write first: SQLite cannot upgrade a read transaction after another writer.
@@ -152,6 +164,7 @@ class JobService:
         return info
 
     async def overview(self) -> JobsOverview:
+        await self._recover()
         now = utcnow()
         async with self._database.session() as session:
             counts = dict(
@@ -184,6 +197,14 @@ class JobService:
             stuck=stuck,
         )
 
+    async def _recover(self) -> None:
+        if self._recovered:
+            return
+        async with self._recovering:
+            if not self._recovered:
+                await self.requeue_unfinished()
+                self._recovered = True
+
     async def requeue_unfinished(self) -> int:
         """Queue every unfinished item again: the in-memory queue lost them with the process
         that held them. Items finished meanwhile are skipped by the runner."""
@@ -200,6 +221,8 @@ class JobService:
             by_job.setdefault(job_id, []).append(position)
         for job_id, positions in by_job.items():
             await self._queue.enqueue(job_id, positions)
+        if rows:
+            logger.info("jobs: %d unfinished item(s) queued again", len(rows))
         return len(rows)
 
 

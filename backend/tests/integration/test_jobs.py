@@ -286,10 +286,10 @@ class TestJobsEmbedded:
     async def test_api_restarted_mid_job_job_completes_each_item_once(
         self, sqlite_backend: DatabaseBackend, clock: FakeClock
     ):
-        """An API stopped mid-job queues the unfinished items again when it starts.
+        """An API stopped mid-job queues the unfinished items again once it is asked about jobs.
 
         Integration scope: lifespan shutdown (items in hand cancelled, left unfinished) →
-        database → next start: unfinished items queued again in memory → runner.
+        database → next start, first jobs call: unfinished items queued again → runner.
         Business impact: without Redis, a redeploy must not strand a running job.
         Test strategy: the first app's provider holds every call; stop it with items queued
         and running; start a second app on the same database with a provider that answers.
