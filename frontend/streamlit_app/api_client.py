@@ -10,6 +10,7 @@ import re
 from collections.abc import Generator
 from types import TracebackType
 from typing import Any, Self, TypeVar
+from urllib.parse import quote
 
 import httpx
 from httpx_sse import EventSource, SSEError
@@ -18,6 +19,14 @@ from pydantic import ValidationError as PydanticValidationError
 from shared.accounts import AccountInfo, RegisterRequest, RegisterResponse, RotateResponse
 from shared.errors import ErrorResponse
 from shared.health import LivenessResponse, ReadinessResponse
+from shared.jobs import (
+    JOB_TYPE_BY_OPERATION,
+    JobAccepted,
+    JobInfo,
+    JobItemInput,
+    JobItemResult,
+    JobList,
+)
 from shared.operator import BreakersResponse, CacheStats
 from shared.text import (
     OPTIONS_TYPE_BY_OPERATION,
@@ -154,18 +163,17 @@ class ApiClient:
             "not understand: are the frontend and the backend the same version?"
         )
 
-    def _request(
+    def _send(
         self,
         method: str,
         path: str,
-        model: type[Model],
         *,
         key: str | None = None,
         headers: dict[str, str] | None = None,
         answer_statuses: tuple[int, ...] = (),
         **kwargs: Any,
-    ) -> Model:
-        """`answer_statuses`: error statuses whose body is an answer of `model`, not an error."""
+    ) -> httpx.Response:
+        """`answer_statuses`: error statuses whose body is an answer, not an error."""
         headers = {**(headers or {}), **({"X-API-Key": key} if key else {})}
         try:
             response = self._http.request(method, path, headers=headers, **kwargs)
@@ -173,6 +181,11 @@ class ApiClient:
             raise self._unreachable(error) from None
         if response.is_error and response.status_code not in answer_statuses:
             raise _explain(response)
+        return response
+
+    def _request(self, method: str, path: str, model: type[Model], **kwargs: Any) -> Model:
+        """`_send`, its body parsed as `model`."""
+        response = self._send(method, path, **kwargs)
         try:
             return model.model_validate(response.json())
         except (ValueError, PydanticValidationError):
@@ -263,6 +276,58 @@ class ApiClient:
             key=self.config.api_key,
             json={"items": [item.model_dump(mode="json", exclude_none=True) for item in items]},
         )
+
+    def submit_job(
+        self,
+        operation: Operation,
+        items: list[tuple[str | None, str]],
+        *,
+        question: str | None = None,
+    ) -> JobAccepted:
+        """A job of `(id, text)` items, each with the operation's default options."""
+        body = JOB_TYPE_BY_OPERATION[operation].model_construct(
+            operation=operation,
+            options=OPTIONS_TYPE_BY_OPERATION[operation].model_construct(),
+            question=question,
+            items=[JobItemInput.model_construct(id=ref, text=text) for ref, text in items],
+        )
+        return self._request(
+            "POST",
+            "/v1/jobs",
+            JobAccepted,
+            key=self.config.api_key,
+            json=body.model_dump(mode="json", exclude_none=True),
+        )
+
+    def job(self, job_id: str) -> JobInfo:
+        return self._request(
+            "GET", f"/v1/jobs/{quote(job_id, safe='')}", JobInfo, key=self.config.api_key
+        )
+
+    def jobs(self, *, page_size: int = 10) -> JobList:
+        return self._request(
+            "GET", "/v1/jobs", JobList, key=self.config.api_key, params={"page_size": page_size}
+        )
+
+    def cancel_job(self, job_id: str) -> JobInfo:
+        return self._request(
+            "DELETE", f"/v1/jobs/{quote(job_id, safe='')}", JobInfo, key=self.config.api_key
+        )
+
+    def job_results(self, job_id: str) -> list[JobItemResult]:
+        """Every item's result in item order, in one NDJSON download."""
+        response = self._send(
+            "GET",
+            f"/v1/jobs/{quote(job_id, safe='')}/results",
+            key=self.config.api_key,
+            params={"format": "ndjson"},
+        )
+        try:
+            return [
+                JobItemResult.model_validate_json(line) for line in response.iter_lines() if line
+            ]
+        except PydanticValidationError:
+            raise self._not_understood() from None
 
     def history(self, *, page: int = 1, page_size: int = 100) -> HistoryPage:
         return self._request(

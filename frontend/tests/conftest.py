@@ -19,6 +19,10 @@ HTTP, exactly as they do in a browser session.
   limit no test reaches). Its in-memory limiter cannot be emptied: one test uses it.
 - `provider_backend`: its AI provider is `loopback_provider`, the OpenAI-compatible server on
   loopback, which the test tells how to stream (break off, or pause, after a few chunks).
+- `jobs_backend`: `provider_backend`, emptied (rows, cached answers), its provider answering at
+  once. It has no Redis, as `make run` starts the backend: its jobs run on its embedded worker,
+  in its own memory. (The everyday backend's jobs would wait for a worker process: with
+  REDIS_URL the API runs none.)
 - `read_markdown`: what a person reads where a page shows Markdown (alerts, captions, badges).
 
 A worker starts a backend when its first test needs it. Grouping each backend's tests on one
@@ -240,6 +244,22 @@ def provider_backend(
     }
     with running_backend(tmp_path_factory.mktemp("provider"), settings) as backend:
         yield backend
+
+
+@pytest.fixture
+def jobs_backend(
+    provider_backend: LiveBackend, loopback_provider: OpenAICompatibleServer
+) -> Iterator[LiveBackend]:
+    """The backend that runs jobs itself, with no rows and no cached answers (a cached text
+    would skip the provider), its provider answering at once, its circuit breaker closed."""
+    _empty_tables(provider_backend.database)
+    with provider_backend.client(OPERATOR_KEY) as operator:
+        operator.post("/internal/cache/invalidate", json={}).raise_for_status()
+        operator.post("/internal/resilience/breakers/ai_provider/reset").raise_for_status()
+    loopback_provider.answer()
+    loopback_provider.take(0)
+    yield provider_backend
+    loopback_provider.take(0)
 
 
 PageFactory = Callable[..., "AppTest"]

@@ -1,28 +1,37 @@
-"""Batch: many texts, a progress bar that follows the backend, per-item results, downloads."""
+"""Batch: many texts, a progress bar that follows the backend, per-item results, downloads.
+
+Up to SYNC_MAX_ITEMS texts go to /v1/text/batch, a few at a time, and the results come back
+with the page; more become a job (POST /v1/jobs), which the backend's workers process while the
+page follows it (streamlit_app/batch_job.py). README.md ("The Batch page") gives the reasons.
+"""
 
 import csv
 import io
-import json
-from typing import Any
 
 import streamlit as st
-from shared.text import MAX_QUESTION_LENGTH, BatchItemResult, Operation
+from shared.text import MAX_QUESTION_LENGTH, Operation
 from streamlit.runtime.uploaded_file_manager import UploadedFile
+from streamlit_app import batch_job
 from streamlit_app.api_client import ApiError
+from streamlit_app.batch_results import Row, result_row, show_results
 from streamlit_app.literal import escape_markdown
 from streamlit_app.session import open_client
-from streamlit_app.ui import OPERATION_LABELS, OPERATIONS, one_line, run_page
+from streamlit_app.ui import OPERATION_LABELS, OPERATIONS, run_page
 
 # Small chunks to the batch endpoint, so the bar moves as items complete.
 CHUNK_SIZE = 5
-MAX_ITEMS = 200
+# The batch endpoint's own default limit (BATCH_MAX_ITEMS): more texts than this run as a job.
+SYNC_MAX_ITEMS = 20
+# The jobs' default limit (JOB_MAX_ITEMS); a backend set lower refuses a larger job, and says so.
+MAX_ITEMS = 10_000
+Item = tuple[str | None, str]  # (the caller's id, from a CSV `id` column; the text)
 
 
-def _lines(content: str) -> list[str]:
-    return [line.strip() for line in content.splitlines() if line.strip()]
+def _lines(content: str) -> list[Item]:
+    return [(None, line.strip()) for line in content.splitlines() if line.strip()]
 
 
-def _read_upload(upload: UploadedFile) -> list[str]:
+def _read_upload(upload: UploadedFile) -> list[Item]:
     try:
         content = upload.getvalue().decode("utf-8-sig")  # -sig: spreadsheets often add a BOM
     except UnicodeDecodeError:
@@ -36,80 +45,39 @@ def _read_upload(upload: UploadedFile) -> list[str]:
         found = escape_markdown(", ".join(reader.fieldnames or []))
         st.error(f"{escape_markdown(upload.name)} has no `text` column (its columns: {found}).")
         return []
-    return [row["text"].strip() for row in reader if (row["text"] or "").strip()]
+    return [
+        ((row.get("id") or "").strip() or None, row["text"].strip())
+        for row in reader
+        if (row["text"] or "").strip()
+    ]
 
 
-def _row(number: int, text: str, item: BatchItemResult) -> dict[str, Any]:
-    if item.response is not None:
-        return {
-            "#": number,
-            "text": text,
-            "status": "ok",
-            "result": one_line(item.response),
-            "cached": item.response.cached,
-            "latency_ms": round(item.response.processing_time_ms, 1),
-        }
-    error = item.error
-    return {
-        "#": number,
-        "text": text,
-        "status": error.code if error else "error",
-        "result": error.message if error else "",
-        "cached": False,
-        "latency_ms": None,
-    }
-
-
-def _run(operation: Operation, texts: list[str], question: str | None) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    bar = st.progress(0.0, text=f"0 of {len(texts)} done")
+def _run(operation: Operation, items: list[Item], question: str | None) -> list[Row]:
+    rows: list[Row] = []
+    with_ids = any(ref is not None for ref, _ in items)
+    bar = st.progress(0.0, text=f"0 of {len(items)} done")
     with open_client() as client:
-        for start in range(0, len(texts), CHUNK_SIZE):
-            chunk = texts[start : start + CHUNK_SIZE]
+        for start in range(0, len(items), CHUNK_SIZE):
+            chunk = items[start : start + CHUNK_SIZE]
             try:
-                answer = client.batch(operation, chunk, question=question)
+                answer = client.batch(operation, [text for _, text in chunk], question=question)
             except ApiError as error:
-                stopped = f"Stopped after {len(rows)} of {len(texts)}: {error.user_message}"
+                stopped = f"Stopped after {len(rows)} of {len(items)}: {error.user_message}"
                 st.error(escape_markdown(stopped), icon=":material/error:")
                 break
-            rows += [_row(start + it.index + 1, chunk[it.index], it) for it in answer.items]
-            bar.progress(len(rows) / len(texts), text=f"{len(rows)} of {len(texts)} done")
+            for it in answer.items:
+                ref, text = chunk[it.index]
+                number = start + it.index + 1
+                ref = (ref or "") if with_ids else None
+                rows.append(result_row(number, text, it.response, it.error, ref=ref))
+            bar.progress(len(rows) / len(items), text=f"{len(rows)} of {len(items)} done")
     return rows
-
-
-def _as_csv(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def _show(rows: list[dict[str, Any]]) -> None:
-    failed = sum(row["status"] != "ok" for row in rows)
-    st.subheader("Results")
-    st.caption(f"{len(rows) - failed} succeeded, {failed} failed.")
-    st.dataframe(rows, hide_index=True, width="stretch")
-    left, right = st.columns(2)
-    left.download_button(
-        "Download CSV",
-        _as_csv(rows),
-        file_name="batch-results.csv",
-        mime="text/csv",
-        on_click="ignore",
-    )
-    right.download_button(
-        "Download JSON",
-        json.dumps(rows, indent=2, ensure_ascii=False),
-        file_name="batch-results.json",
-        mime="application/json",
-        on_click="ignore",
-    )
 
 
 def _forget_results() -> None:
     """Results belong to the inputs they came from: a new file or text must not sit above them."""
     st.session_state.pop("batch_rows", None)
+    batch_job.forget()
 
 
 def render() -> None:
@@ -117,7 +85,9 @@ def render() -> None:
     st.caption(
         "Several texts with one operation, each with the operation's default options. Type one "
         "text per line, or upload a .txt file (one text per line) or a .csv file (a `text` "
-        "column)."
+        f"column, and an optional `id` column). More than {SYNC_MAX_ITEMS} texts (up to "
+        f"{MAX_ITEMS:,}) run as a job on the backend's workers: you can leave the page and "
+        "come back to it."
     )
     operation: Operation = st.radio(
         "Operation",
@@ -141,21 +111,29 @@ def render() -> None:
     upload = st.file_uploader(
         "Or upload a file", type=["txt", "csv"], key="batch_file", on_change=_forget_results
     )
-    texts = _lines(typed) + (_read_upload(upload) if upload else [])
-    if len(texts) > MAX_ITEMS:
-        st.warning(f"{len(texts)} texts: only the first {MAX_ITEMS} are processed.")
-        texts = texts[:MAX_ITEMS]
-    st.caption(f"{len(texts)} text(s) ready.")
+    items = _lines(typed) + (_read_upload(upload) if upload else [])
+    if len(items) > MAX_ITEMS:
+        st.warning(f"{len(items):,} texts: only the first {MAX_ITEMS:,} are processed.")
+        items = items[:MAX_ITEMS]
+    as_job = len(items) > SYNC_MAX_ITEMS
+    st.caption(f"{len(items)} text(s) ready" + (", to run as a job." if as_job else "."))
 
     # Never disabled: a text area commits on blur, so a button disabled while it was empty would
     # swallow the first click after typing.
     if st.button("Run batch", type="primary", key="run_batch"):
-        if not texts:
+        if not items:
             st.warning("Type or upload at least one text first.")
             return
-        st.session_state.batch_rows = _run(operation, texts, question or None)
-    if rows := st.session_state.get("batch_rows"):
-        _show(rows)
+        _forget_results()
+        if as_job:
+            batch_job.submit(operation, items, question or None)
+        else:
+            st.session_state.batch_rows = _run(operation, items, question or None)
+    if job_id := batch_job.followed():
+        batch_job.follow(job_id)
+    elif rows := st.session_state.get("batch_rows"):
+        show_results(rows)
+    batch_job.show_recent()
 
 
 run_page(render)

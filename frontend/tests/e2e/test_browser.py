@@ -34,6 +34,8 @@ APP = ROOT / "frontend" / "streamlit_app" / "main.py"
 SCREENSHOTS = ROOT / "artifacts" / "e2e"
 SCREENSHOT = SCREENSHOTS / "process.png"
 SCREENSHOT_STREAMING = SCREENSHOTS / "process-streaming.png"
+SCREENSHOT_JOB_RUNNING = SCREENSHOTS / "batch-job-running.png"
+SCREENSHOT_JOB = SCREENSHOTS / "batch-job.png"
 STARTUP_SECONDS = 30
 SIDEBAR = "[data-testid=stSidebar]"
 TEXT = (
@@ -167,12 +169,13 @@ def _browser(chromium: Path, profile: Path) -> Iterator[Any]:
 class TestBrowser:
     """Seam: Chromium → Streamlit server → ApiClient → the live backend.
 
-    Paths: STREAM-09, UI-07, UI-08, UI-09
+    Paths: STREAM-09, UI-07, UI-08, UI-09, UI-10
     Real: Debian's Chromium (headless), `streamlit run` and uvicorn subprocesses, the whole
     backend with SQLite, this worker's redis-server and the local model; a loopback HTTP server
-    (the beacon) that would see any fetch a pasted text's Markdown caused.
-    Faked: for the streaming test, the AI provider (the loopback OpenAI-compatible server, held
-    mid-answer); otherwise nothing: the local model is the provider.
+    (the beacon) that would see any fetch a pasted text's Markdown caused; for the job, the
+    backend without Redis and its embedded job worker, as `make run` starts it.
+    Faked: for the streaming and job tests, the AI provider (the loopback OpenAI-compatible
+    server, held mid-answer, or slowed); otherwise nothing: the local model is the provider.
     """
 
     @pytest.mark.covers("UI-07")
@@ -340,3 +343,51 @@ class TestBrowser:
             "A key you paste or register on the Account page is used until this tab reloads."
             in after
         )
+
+    @pytest.mark.covers("UI-10")
+    def test_uploaded_file_runs_as_a_job_to_its_results_and_survives_a_reload(
+        self,
+        chromium: Path,
+        jobs_backend,
+        loopback_provider: OpenAICompatibleServer,
+        streamlit_on_provider: str,
+        tmp_path: Path,
+    ):
+        """A person's path through a job: upload, watch the bar, get the table, reload.
+
+        Integration scope: Chromium → the file upload → Streamlit → POST /v1/jobs → the
+        embedded worker → the page's polling fragment (a timer in the browser) → the results.
+        Business impact: only a browser shows that the bar moves by itself, with no click, and
+        that the address keeps the job across a reload.
+        Test strategy: the provider takes 0.3 s an answer (four at once), so 30 texts take
+        about 2 s; upload them, run, wait for the bar, then for the results; reload; take
+        screenshots of the running and the finished job.
+        Success criteria: the bar while the job runs, "The job finished" with 30 done and the
+        table after it, the job's id in the address, the same outcome after the reload, and
+        the backend's own count of 30 texts done.
+        """
+        loopback_provider.take(0.3)
+        upload = tmp_path / "tickets.txt"
+        upload.write_text("\n".join(f"Ticket {n}: the lift is broken again." for n in range(30)))
+        with _browser(chromium, tmp_path / "profile") as page:
+            page.goto(f"{streamlit_on_provider}/batch", wait_until="networkidle")
+            page.locator("input[type=file]").set_input_files(upload)
+            page.get_by_text("30 text(s) ready, to run as a job.").wait_for(timeout=15_000)
+            page.get_by_role("button", name="Run batch").click()
+            page.get_by_test_id("stProgress").wait_for(timeout=15_000)
+            page.screenshot(path=str(SCREENSHOT_JOB_RUNNING), full_page=True)
+            finished = page.get_by_text("30 done, 0 failed.")
+            finished.wait_for(timeout=30_000)
+            # The app scrolls inside its own container: bring the table into the picture.
+            page.get_by_test_id("stDataFrame").scroll_into_view_if_needed()
+            page.screenshot(path=str(SCREENSHOT_JOB), full_page=True)
+            address = page.url
+
+            page.reload(wait_until="networkidle")
+            finished.wait_for(timeout=15_000)
+
+        with jobs_backend.client() as client:
+            (job,) = client.get("/v1/jobs").json()["items"]
+        assert address.endswith(f"/batch?job={job['job_id']}")
+        assert (job["status"], job["done"]) == ("completed", 30)
+        assert SCREENSHOT_JOB.stat().st_size > 10_000
