@@ -1,5 +1,9 @@
 """The AI provider through pydantic-ai: one agent per operation, one attempt per call.
 
+The agents hold no model: they are built once per process and each call names the app's model.
+An agent's construction (its output schema, toolsets) costs milliseconds, paid once rather than
+by every app a test builds; nothing of an app (model, tracing) lives in them.
+
 Prompt-injection defence is structural: the instructions are fixed per operation and the
 user's text travels as a JSON document in the user message, marked as data. Nothing is
 deleted from the text, so quotes, code, HTML, emoji and right-to-left scripts reach the
@@ -8,12 +12,13 @@ SDK's own hidden retries are turned off here.
 """
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from pydantic import BaseModel
@@ -27,6 +32,7 @@ from pydantic_ai.exceptions import (
 )
 from pydantic_ai.messages import ModelResponse
 from pydantic_ai.models import Model, infer_model
+from pydantic_ai.models.instrumented import InstrumentationSettings, InstrumentedModel
 from pydantic_ai.usage import RunUsage
 from pydantic_core import from_json
 from shared.text import RESULT_TYPE_BY_OPERATION, Operation
@@ -39,9 +45,6 @@ from app.core.exceptions import (
     ProviderTimeoutError,
 )
 from app.infrastructure.ai.local_model import LOCAL_MODEL_NAME, local_model
-
-if TYPE_CHECKING:
-    from pydantic_ai.models.instrumented import InstrumentationSettings
 
 # Called with the HTTP client of an OpenAI-compatible model as it is built (to trace it).
 HttpClientHook = Callable[[Any], None]
@@ -153,11 +156,23 @@ def _openai_compatible(
     return OpenAIResponsesModel(model_name, provider=provider)
 
 
+@functools.cache
+def _agent(operation: Operation) -> Agent[None, Any]:
+    """The process's agent for `operation`, without a model: each run names its own."""
+    return Agent(
+        None,
+        output_type=RESULT_TYPE_BY_OPERATION[operation],
+        instructions=INSTRUCTIONS[operation],
+        retries=1,  # invalid output is sent back for one more try, then it is an error
+        name=operation.value,  # names the agent's span: `invoke_agent summarize`
+    )
+
+
 class AIProvider:
     """One attempt at an operation; pydantic-ai's errors leave as our ProviderError family."""
 
     def __init__(
-        self, model: Model, instrumentation: "InstrumentationSettings | None" = None
+        self, model: Model, instrumentation: InstrumentationSettings | None = None
     ) -> None:
         self.model = model
         self.model_id = (
@@ -165,18 +180,11 @@ class AIProvider:
             if model.model_name == LOCAL_MODEL_NAME
             else (f"{model.system}:{model.model_name}")
         )
-        self._agents: dict[Operation, Agent[None, Any]] = {
-            operation: Agent(
-                model,
-                output_type=RESULT_TYPE_BY_OPERATION[operation],
-                instructions=INSTRUCTIONS[operation],
-                retries=1,  # invalid output is sent back for one more try, then it is an error
-                name=operation.value,  # names the agent's span: `invoke_agent summarize`
-            )
-            for operation in Operation
-        }
-        for agent in self._agents.values():
-            agent.instrument = instrumentation  # None: not traced
+        # An instrumented model traces the agent's run as well as the model's requests, so the
+        # shared agents stay untouched by this app's tracer provider.
+        self._run_model: Model = (
+            model if instrumentation is None else InstrumentedModel(model, instrumentation)
+        )
 
     async def check(self, timeout_seconds: float) -> str | None:
         """Why the provider would refuse our calls, by the cheapest request it has; None when it
@@ -207,9 +215,10 @@ class AIProvider:
             await client.close()
 
     async def run(self, request: ProviderRequest) -> ProviderAnswer:
-        agent = self._agents[request.operation]
         with _translated_errors():
-            result = await agent.run(request.as_user_message())
+            result = await _agent(request.operation).run(
+                request.as_user_message(), model=self._run_model
+            )
         return _answer(result.output, result.usage, estimated=self._estimates_usage)
 
     @property
@@ -221,8 +230,9 @@ class AIProvider:
         """The answer as the model streams it, read by a task of its own; leaving cancels that
         task, which closes the model's stream (its HTTP response) whether or not it ended."""
         stream = ProviderStream(estimated=self._estimates_usage)
-        agent = self._agents[request.operation]
-        reader = asyncio.create_task(stream.read(agent, request.as_user_message()))
+        reader = asyncio.create_task(
+            stream.read(_agent(request.operation), self._run_model, request.as_user_message())
+        )
         try:
             yield stream
         finally:
@@ -255,9 +265,9 @@ class ProviderStream:
         self._finished = False
         self._changed = asyncio.Event()
 
-    async def read(self, agent: Agent[None, Any], prompt: str) -> None:
+    async def read(self, agent: Agent[None, Any], model: Model, prompt: str) -> None:
         try:
-            async with agent.run_stream(prompt) as result:
+            async with agent.run_stream(prompt, model=model) as result:
                 async for response in result.stream_response(debounce_by=None):
                     self._latest = _arguments(response)
                     self._changed.set()
