@@ -224,6 +224,12 @@ class CircuitBreaker:
         self._known_open_until = 0.0  # refuse without asking the store until then
         self._known_trial_at = 0.0
 
+    def known_open_until(self) -> float | None:
+        """Until when this process knows the circuit open, refusing calls without asking the
+        store (None: it does not know it open now). The value names that remembered period: a
+        caller may skip, until it changes, what it learnt is only worth doing for a call."""
+        return self._known_open_until if self._clock() < self._known_open_until else None
+
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Await `fn()` unless the circuit is open; its exceptions propagate unchanged."""
         async with self.guard():
