@@ -6,9 +6,10 @@ TTL. While the breaker is open, a stale entry within the grace window is served 
 (and never written back). While this process knows the circuit open, a request looks the cache
 up once, stale allowed, and a key found with nothing cached is not looked up again until the
 breaker's remembered open period ends (at most a second, the same delay as its refusals): a
-refusal is the cheapest answer there is. Every request leaves a history row, whatever its outcome, with the
-tokens of the provider call it made: none for a cache hit or a shared call, unknown (NULL) when
-the call failed or was cut short, since pydantic-ai reports no usage with an error.
+refusal is the cheapest answer there is. Every request leaves a history row, whatever its
+outcome, with the tokens of the provider call it made: none for a cache hit or a shared call,
+unknown (NULL) when the call failed or was cut short, since pydantic-ai reports no usage with an
+error.
 
 `stream` answers the same way as events (`StreamMeta`, `StreamDelta`s, then `StreamDone` or a
 `StreamFailure`), with the provider's own stream behind it: a completed stream is cached as its
