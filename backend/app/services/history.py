@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from shared.text import HistoryPage, HistoryRecord, Operation
 from sqlalchemy import func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.infrastructure.database.engine import Database
 from app.infrastructure.database.group_commit import GroupCommitter
@@ -118,10 +118,13 @@ def _row(entry: HistoryEntry) -> dict[str, object]:
     }
 
 
-async def _write_batch(session: AsyncSession, entries: list[HistoryEntry]) -> None:
+_INSERT = insert(RequestHistory)  # on a Core connection: no ORM bulk-insert machinery
+
+
+async def _write_batch(connection: AsyncConnection, entries: list[HistoryEntry]) -> None:
     """One multi-row INSERT for the rows and one UPDATE per key for the usage: set-based, so a
     batch costs a few statements however many requests it carries."""
-    await session.execute(insert(RequestHistory), [_row(entry) for entry in entries])
+    await connection.execute(_INSERT, [_row(entry) for entry in entries])
     uses = (
         Use(
             entry.api_key_id,
@@ -133,4 +136,4 @@ async def _write_batch(session: AsyncSession, entries: list[HistoryEntry]) -> No
         for entry in entries
     )
     for counters in usage_updates(uses):
-        await session.execute(counters)
+        await connection.execute(counters)
