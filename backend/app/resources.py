@@ -133,7 +133,7 @@ async def open_resources(
             batch_concurrency=settings.batch_concurrency,
             tracer=tracing.tracer() if tracing else None,
         )
-        accounts = AccountService(database, settings)
+        accounts = AccountService(database, settings, clock=externals.clock)
         if settings.uses_dev_keys:
             logger.warning(
                 "development keys in use: public %r, operator %r (set API_KEYS and "
