@@ -267,7 +267,11 @@ class CircuitBreaker:
                 with anyio.CancelScope(shield=True):
                     await self._settle(Outcome.ABANDONED, trial=True)
             raise
-        await self._settle(Outcome.SUCCESS, ticket.trial)
+        # A success changes the record only if it ends a trial or clears counted failures: a
+        # closed circuit that counted none at admission is left alone, which saves most calls
+        # a store round trip (a failure counted meanwhile by another call stays counted).
+        if ticket.trial or failures_in_window(ticket.record, now, self.policy):
+            await self._settle(Outcome.SUCCESS, ticket.trial)
 
     def _open_error(self, trial_at: float | None, now: float) -> CircuitOpenError:
         return CircuitOpenError(
