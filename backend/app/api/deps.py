@@ -43,9 +43,9 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 async def get_caller(request: Request) -> Principal:
     """What `get_principal` gives, the key read by the same two schemes, called here instead of
-    resolved as dependencies of their own: on the text routes, which run most, the three nodes
-    cost about a fifth of a cache hit's CPU (`make bench`). Its routes are documented with
-    `openapi_extra=KEY_SECURITY`, as the schemes would document them."""
+    resolved as dependencies of their own: on the text routes, which run most, the two extra
+    nodes cost about a tenth of a cache hit's CPU (README, Benchmarks). Its routes are
+    documented with `openapi_extra=KEY_SECURITY`, as the schemes would document them."""
     bearer = await _bearer(request)
     presented = bearer.credentials if bearer else await _api_key_header(request)
     return await _authenticate(request, presented)
