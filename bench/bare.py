@@ -1,11 +1,10 @@
 """The yardsticks: a FastAPI app with nothing of ours behind its routes.
 
-- `GET /bare` returns a small JSON. Every target is a ratio to it, measured in the same run by
-  the same load generator.
+- `GET /bare` returns a small JSON: the framework's floor for any request, for reference.
 - `POST /bare/process` takes the body `/v1/text/process` takes and returns a fixed answer of the
   type it returns: FastAPI parsing, validating and serializing our contracts, and nothing else.
-  No target refers to it; it shows how much of a cache hit's cost is the framework's floor for
-  such a request, and so how much is left for our own code to win back.
+  The cache-hit targets are ratios to it, measured in the same run by the same load generator.
+- Its start to first answer is the yardstick of our app's.
 
 It lives apart from `bench.apps` so that its process imports FastAPI and the contracts alone:
 its memory and start-up are the framework's, not our dependencies'.

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from app.api import internal, probes, v1
@@ -16,6 +15,7 @@ from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
 from app.api.middleware import (
     BodySizeLimitMiddleware,
+    GZipWhenAcceptedMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
@@ -75,7 +75,7 @@ def _add_middleware(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     # Below ~1 KiB gzip saves little and costs CPU on the hot path (a cache hit); level 6 is
     # zlib's default, close to level 9's size for much less CPU. Starlette never compresses
     # text/event-stream: a compressor would hold events back until its buffer fills.
-    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
+    app.add_middleware(GZipWhenAcceptedMiddleware, minimum_size=1024, compresslevel=6)
     # Keys travel in headers, never cookies: no credentials mode. A preflight from an origin
     # not listed gets no Access-Control-Allow-Origin, so the browser refuses the call. With no
     # origin listed there is nothing to allow: no middleware, and no cost per request.

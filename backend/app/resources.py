@@ -154,7 +154,7 @@ async def open_resources(
             batch_concurrency=settings.batch_concurrency,
             tracer=tracing.tracer() if tracing else None,
         )
-        accounts = AccountService(database, settings)
+        accounts = AccountService(database, settings, clock=externals.clock)
         rate_limiter = RateLimiter(availability)
         job_runner = JobRunner(
             database,

@@ -3,7 +3,9 @@ metrics, the last-resort 500, and the security headers (Starlette has none for t
 and gzip are Starlette's own).
 
 Pure ASGI rather than BaseHTTPMiddleware so that streaming bodies are counted as they arrive
-and a body over the limit is refused without being read into memory.
+and a body over the limit is refused without being read into memory, and because every layer
+runs on every request: each reads only the header it needs and wraps `send` or `receive` only
+when it has something to do there (they were a fifth of a cache hit's CPU, now about an eighth).
 """
 
 import logging
@@ -13,7 +15,9 @@ import uuid
 
 from fastapi.routing import iter_route_contexts
 from opentelemetry import trace
+from prometheus_client import Counter, Histogram
 from sse_starlette.sse import SendTimeoutError
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +29,21 @@ from app.infrastructure.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of header `name` (lower case), without building a mapping of them all."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+# Endpoint → full path template, for every app of the process. Walking an app's routes makes
+# FastAPI build the state of every route it has not served yet (~20 ms of CPU per app, half of
+# what a test's app costs), so it is done once per process rather than once per app: the routers
+# are module-level, and an endpoint is mounted under one path wherever create_app is called.
+_TEMPLATES: dict[object, str] = {}
 
 
 def _route_templates(routes: list[BaseRoute]) -> dict[object, str]:
@@ -59,13 +78,16 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        self._templates: dict[object, str] | None = None  # built at the first request
+        self._routes_walked = False
+        # The labelled metrics of each (method, route, status): `labels()` costs a lock and a
+        # lookup of its own on every call.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        incoming = (header(scope, b"x-request-id") or b"").decode("latin-1")
         # A caller's id is kept only if it is harmless in logs and headers.
         request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         tokens = start_request(request_id, method=scope["method"])
@@ -99,18 +121,35 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = self._route(scope)
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
-            self.metrics.request_latency.labels(route).observe(elapsed)
+            requests, latency = self._labelled(scope["method"], route, status)
+            requests.inc()
+            latency.observe(elapsed)
             logger.info(
                 "request",
                 extra={"route": route, "status": status, "latency_ms": round(elapsed * 1000, 3)},
             )
             end_request(tokens)
 
+    def _labelled(self, method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+        series = self._series.get((method, route, status))
+        if series is None:
+            series = (
+                self.metrics.requests.labels(method, route, str(status)),
+                self.metrics.request_latency.labels(route),
+            )
+            self._series[(method, route, status)] = series
+        return series
+
     def _route(self, scope: Scope) -> str:
-        if self._templates is None:  # every route is registered by the first request
-            self._templates = _route_templates(scope["app"].routes)
-        return self._templates.get(scope.get("endpoint"), "unmatched")
+        endpoint = scope.get("endpoint")
+        if endpoint is None:
+            return "unmatched"
+        if endpoint not in _TEMPLATES and not self._routes_walked:
+            # An endpoint no app of the process has shown yet (routes built per app, like the
+            # docs pages'): this app's routes, all registered by its first request.
+            self._routes_walked = True
+            _TEMPLATES.update(_route_templates(scope["app"].routes))
+        return _TEMPLATES.get(endpoint, "unmatched")
 
 
 class BodySizeLimitMiddleware:
@@ -129,9 +168,13 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.path_limits.get(scope["path"], self.max_body_bytes)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await app_error_response(self._too_large(limit))(scope, receive, send)
+        declared = header(scope, b"content-length")
+        if declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                await app_error_response(self._too_large(limit))(scope, receive, send)
+                return
+            # The server delivers no more than a declared length (HTTP framing): nothing to count.
+            await self.app(scope, receive, send)
             return
         received = 0
 
@@ -153,6 +196,24 @@ class BodySizeLimitMiddleware:
             f"The request body exceeds the limit of {limit} bytes.",
             details={"max_body_bytes": limit},
         )
+
+
+class GZipWhenAcceptedMiddleware:
+    """Starlette's GZipMiddleware for the requests that accept gzip; the others go straight on.
+
+    Starlette wraps every response to decide, so a client that never asks for gzip (API
+    clients, load generators) would pay for a wrapper that can only pass the body through.
+    """
+
+    def __init__(self, app: ASGIApp, minimum_size: int, compresslevel: int) -> None:
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=minimum_size, compresslevel=compresslevel)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and b"gzip" in (header(scope, b"accept-encoding") or b""):
+            await self.gzip(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 # JSON needs nothing from a browser: no scripts, no styles, no frames, nowhere to submit.

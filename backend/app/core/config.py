@@ -128,6 +128,14 @@ class Settings(BaseSettings):
         description="How long past expiry a stale answer may serve a degraded response.",
     )
     cache_lru_size: int = Field(1024, ge=1, description="Entries in the in-process LRU.")
+    auth_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="How long a worker reuses an issued key's lookup: a revocation or rotation "
+        "made on another worker takes effect on this one within this delay (at once on the "
+        "worker that made it); 0 looks the key up on every request.",
+    )
     breaker_failure_threshold: int = Field(5, ge=1, description="Failures that open the breaker.")
     breaker_window_seconds: float = Field(60.0, gt=0, description="Window failures are counted in.")
     breaker_recovery_seconds: float = Field(30.0, gt=0, description="Open time before a trial.")

@@ -5,10 +5,16 @@ display prefix. Keys carry 256 bits of entropy, so a slow password hash would ad
 can guess a key to test against a leaked hash, and without the secret the hash cannot even be
 computed. An account has at most one active key (a partial unique index guards it).
 
+A key's lookup is reused for AUTH_CACHE_SECONDS by the process that made it: without it every
+request with an issued key cost a database query. A revocation or rotation forgets the account's
+lookups at once in the process that made it; the other workers see it when theirs expire.
+
 Write transactions start with their write, never with a read: SQLite (WAL) refuses to upgrade a
 read transaction to a write one after another writer committed, instead of waiting for it.
 """
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -54,11 +60,24 @@ class KeyOwner:
     revoked: bool  # the key, or its whole account
 
 
+# Lookups kept at most, oldest dropped first: enough for every key in use in a second or so.
+_LOOKUPS_KEPT = 10_000
+
+
 class AccountService:
-    def __init__(self, database: Database, settings: Settings) -> None:
+    def __init__(
+        self, database: Database, settings: Settings, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self._database = database
         self._settings = settings
         self._secret = settings.key_hash_secret.get_secret_value()
+        self._clock = clock
+        self._lookup_seconds = settings.auth_cache_seconds
+        # Keyed hash → the key's owner and until when that answer is reused.
+        self._lookups: dict[str, tuple[KeyOwner, float]] = {}
+        # Bumped by every change of keys here: a lookup that overlapped one is not kept, as it
+        # may have read the rows from before it.
+        self._key_changes = 0
 
     async def register(self, request: RegisterRequest) -> RegisterResponse:
         api_key = generate_api_key()
@@ -108,6 +127,8 @@ class AccountService:
                 session.add(self._new_key(account_id, api_key))
         except IntegrityError as exc:  # the one-active-key index, should anything slip past
             raise ConflictError("The account's key changed meanwhile; try again.") from exc
+        finally:
+            self._forget(account_id)
         return RotateResponse(api_key=api_key, key_prefix=display_prefix(api_key))
 
     async def revoke(self, account_id: int) -> AccountInfo:
@@ -125,13 +146,37 @@ class AccountService:
                 .values(revoked_at=now)
             )
             found = await self._infos(session, Account.id == account_id)
+        self._forget(account_id)
         if not found:  # the updates matched no row either
             raise NotFoundError(f"Account {account_id} does not exist.")
         return found[0]
 
     async def find_key(self, presented: str) -> KeyOwner | None:
-        """The owner of an issued key, found by its keyed hash (an indexed equality lookup)."""
+        """The owner of an issued key, found by its keyed hash (an indexed equality lookup), or
+        as this process found it less than AUTH_CACHE_SECONDS ago. Unknown keys are not kept:
+        each is looked up again, as a key registered meanwhile must work at once."""
         digest = hash_api_key(presented, self._secret)
+        now = self._clock()
+        kept = self._lookups.get(digest)
+        if kept is not None and now < kept[1]:
+            return kept[0]
+        changes = self._key_changes
+        owner = await self._lookup(digest)
+        if owner is not None and self._lookup_seconds > 0 and changes == self._key_changes:
+            self._lookups.pop(digest, None)  # re-inserted last: the dict's order is by age
+            self._lookups[digest] = (owner, now + self._lookup_seconds)
+            if len(self._lookups) > _LOOKUPS_KEPT:
+                del self._lookups[next(iter(self._lookups))]
+        return owner
+
+    def _forget(self, account_id: int) -> None:
+        """Drop the account's kept lookups: its keys changed, here, now."""
+        self._key_changes += 1
+        stale = [d for d, (owner, _) in self._lookups.items() if owner.account_id == account_id]
+        for digest in stale:
+            del self._lookups[digest]
+
+    async def _lookup(self, digest: str) -> KeyOwner | None:
         async with self._database.session() as session:
             row = (
                 await session.execute(

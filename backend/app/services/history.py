@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from shared.text import HistoryPage, HistoryRecord, Operation
 from sqlalchemy import func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.infrastructure.database.engine import Database
 from app.infrastructure.database.group_commit import GroupCommitter
@@ -122,11 +122,14 @@ def _row(entry: HistoryEntry) -> dict[str, object]:
     }
 
 
-async def write_entries(session: AsyncSession, entries: list[HistoryEntry]) -> None:
-    """The entries' rows and their keys' usage, in `session`'s transaction. One multi-row INSERT
-    for the rows and one UPDATE per key for the usage: set-based, so a batch costs a few
+_INSERT = insert(RequestHistory)  # on a Core connection: no ORM bulk-insert machinery
+
+
+async def write_entries(connection: AsyncConnection, entries: list[HistoryEntry]) -> None:
+    """The entries' rows and their keys' usage, in `connection`'s transaction. One multi-row
+    INSERT for the rows and one UPDATE per key for the usage: set-based, so a batch costs a few
     statements however many requests it carries."""
-    await session.execute(insert(RequestHistory), [_row(entry) for entry in entries])
+    await connection.execute(_INSERT, [_row(entry) for entry in entries])
     uses = (
         Use(
             entry.api_key_id,
@@ -138,4 +141,4 @@ async def write_entries(session: AsyncSession, entries: list[HistoryEntry]) -> N
         for entry in entries
     )
     for counters in usage_updates(uses):
-        await session.execute(counters)
+        await connection.execute(counters)

@@ -26,7 +26,7 @@ from shared.errors import ErrorDetail
 from shared.jobs import JOB_TYPE_BY_OPERATION, BaseJobRequest, ItemStatus
 from shared.text import OPTIONS_TYPE_BY_OPERATION, Operation, TextProcessRequest
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core.config import Settings
 from app.core.exceptions import (
@@ -262,13 +262,13 @@ def _detail(error: AppError) -> dict[str, Any]:
     return detail.model_dump(mode="json")
 
 
-async def _finish_batch(session: AsyncSession, items: list[_Finished]) -> None:
+async def _finish_batch(connection: AsyncConnection, items: list[_Finished]) -> None:
     """Finish each item that is still unfinished, and write history and usage for those only:
     an item another delivery finished first is left as that delivery left it."""
     now = utcnow()
     won: list[_Finished] = []
     for item in items:
-        result = await session.execute(
+        result = await connection.execute(
             update(JobItem)
             .where(
                 JobItem.job_id == item.job_id,
@@ -286,4 +286,4 @@ async def _finish_batch(session: AsyncSession, items: list[_Finished]) -> None:
         if cast(Any, result).rowcount:
             won.append(item)
     if won:
-        await write_entries(session, [item.entry for item in won])
+        await write_entries(connection, [item.entry for item in won])

@@ -3,9 +3,13 @@
 A request is answered from a fresh cache entry if there is one; otherwise concurrent identical
 requests share one provider call (single-flight) whose answer is cached with the operation's
 TTL. While the breaker is open, a stale entry within the grace window is served as `degraded`
-(and never written back). Every request leaves a history row, whatever its outcome, with the
-tokens of the provider call it made: none for a cache hit or a shared call, unknown (NULL) when
-the call failed or was cut short, since pydantic-ai reports no usage with an error.
+(and never written back). While this process knows the circuit open, a request looks the cache
+up once, stale allowed, and a key found with nothing cached is not looked up again until the
+breaker's remembered open period ends (at most a second, the same delay as its refusals): a
+refusal is the cheapest answer there is. Every request leaves a history row, whatever its
+outcome, with the tokens of the provider call it made: none for a cache hit or a shared call,
+unknown (NULL) when the call failed or was cut short, since pydantic-ai reports no usage with an
+error.
 
 `stream` answers the same way as events (`StreamMeta`, `StreamDelta`s, then `StreamDone` or a
 `StreamFailure`), with the provider's own stream behind it: a completed stream is cached as its
@@ -122,6 +126,10 @@ class TextProcessor:
         self._grace = stale_grace_seconds
         self._batch_concurrency = batch_concurrency
         self._flights: SingleFlight[_Answer] = SingleFlight()
+        # Keys with nothing cached, not even stale, while the circuit is known open (until the
+        # first item): no answer can appear for them before a call does, so a repeated request
+        # is refused without asking the cache again (at most one lookup per key per second).
+        self._uncached_while_open: tuple[float, set[str]] = (0.0, set())
 
     async def process(
         self,
@@ -172,14 +180,22 @@ class TextProcessor:
 
     async def _answer(self, request: ProviderRequest, read_cache: bool) -> _Answer:
         key = cache_key(request, self._provider.model_id)
-        if read_cache:
+        # A circuit this process knows open refuses the call anyway: one lookup, stale allowed,
+        # answers the request (fresh, degraded, or refused) without a second one.
+        refused_until = self._provider.refused_until()
+        looked_for_stale = refused_until is not None and self._known_uncached(refused_until, key)
+        if not looked_for_stale and (read_cache or refused_until is not None):
             with self._span("cache lookup") as span:
-                entry = await self._cache.get(key)
-                hit = entry is not None and entry.fresh
+                grace = 0.0 if refused_until is None else self._grace
+                entry = await self._cache.get(key, allow_stale_seconds=grace)
+                hit = entry is not None and entry.fresh and read_cache
                 if span is not None:
                     span.set_attribute("cache.hit", hit)
-            if entry is not None and hit:
-                return _Answer(entry.value, cached=True)
+            if entry is not None and (hit or refused_until is not None):
+                return _Answer(entry.value, cached=True, degraded=not hit)  # refused: degraded
+            if refused_until is not None:
+                self._uncached_while_open[1].add(key)
+                looked_for_stale = True
 
         async def compute() -> _Answer:
             answer = await self._provider.run(request)
@@ -199,12 +215,21 @@ class TextProcessor:
         try:
             answer, shared = await self._flights.run(key, compute)
         except CircuitOpenError:
+            if looked_for_stale:
+                raise
             stale = await self._cache.get(key, allow_stale_seconds=self._grace)
             if stale is None:
                 raise
             return _Answer(stale.value, cached=True, degraded=True)
         # Callers that shared another's provider call did not call the provider themselves.
         return _Answer(answer.value, cached=True) if shared else answer
+
+    def _known_uncached(self, refused_until: float, key: str) -> bool:
+        period, keys = self._uncached_while_open
+        if period != refused_until:  # another open period: what was learnt may be stale
+            self._uncached_while_open = (refused_until, set())
+            return False
+        return key in keys
 
     def _span(self, name: str) -> AbstractContextManager[Span | None]:
         if self._tracer is None:

@@ -9,6 +9,7 @@ from app.infrastructure.database.engine import Database
 from app.infrastructure.database.models import Account, ApiKey, RequestHistory
 from app.infrastructure.security import hash_api_key
 from conftest import OPERATOR_KEY, TEST_KEY_HASH_SECRET, ClientFactory, DatabaseBackend
+from fakes.clock import FakeClock
 from fakes.providers import FakeProvider
 from httpx import AsyncClient, Response
 from sqlalchemy import func, select, text
@@ -191,6 +192,50 @@ class TestRevocation:
 
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
+
+
+class TestRevocationOnAnotherWorker:
+    """Seam: a revocation on one worker → the database → another worker's kept key lookup.
+
+    Paths: ACCT-07
+    Real: two apps from create_app in their lifespans (two workers) on one database, every
+    layer of ours, over in-process HTTP; SQLite and PostgreSQL.
+    Faked: the clock both apps read (the lookup's expiry); nothing else.
+    """
+
+    @pytest.mark.covers("ACCT-07")
+    async def test_revocation_reaches_another_worker_within_auth_cache_seconds(
+        self, make_client: ClientFactory, database_backend: DatabaseBackend, clock: FakeClock
+    ):
+        """A worker reuses a key's lookup for AUTH_CACHE_SECONDS, and no longer.
+
+        Integration scope: operator revoke on worker A → UPDATE api_keys → worker B's kept
+        lookup, until it expires → B's next database lookup.
+        Business impact: an issued key costs no query per request, yet a revoked key stops
+        working everywhere within the documented delay (at once on the revoking worker).
+        Test strategy: B serves the key (keeping its lookup); A revokes; both are asked again,
+        then B once the fake clock has moved to the end of the delay.
+        Success criteria: A refuses at once (401); B accepts until the delay ends, then 401.
+        """
+        delay = 1.0
+        worker_a = await make_client(database=database_backend, auth_cache_seconds=delay)
+        worker_b = await make_client(database=database_backend, auth_cache_seconds=delay)
+        registered = (await register(worker_a, "mallory@example.com")).json()
+        key, account_id = registered["api_key"], registered["account"]["id"]
+        assert (await worker_b.get("/v1/text/operations", headers=as_key(key))).status_code == 200
+
+        revoked = await worker_a.post(
+            f"/internal/accounts/{account_id}/revoke", headers=as_key(OPERATOR_KEY)
+        )
+        on_a = await worker_a.get("/v1/text/operations", headers=as_key(key))
+        on_b_within = await worker_b.get("/v1/text/operations", headers=as_key(key))
+        clock.advance(delay)
+        on_b_after = await worker_b.get("/v1/text/operations", headers=as_key(key))
+
+        assert revoked.status_code == 200
+        assert on_a.status_code == 401
+        assert on_b_within.status_code == 200
+        assert on_b_after.status_code == 401
 
 
 class TestRotation:

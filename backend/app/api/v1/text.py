@@ -19,7 +19,7 @@ from sse_starlette import EventSourceResponse
 from starlette.requests import ClientDisconnect
 
 from app.api import examples
-from app.api.deps import PrincipalDep, charge_rate_limit, limit_result, resources_of
+from app.api.deps import KEY_SECURITY, CallerDep, charge_rate_limit, limit_result, resources_of
 from app.api.errors import app_error_response, invalid_request
 from app.api.responses import BODY_ERRORS, PROVIDER_ERRORS
 from app.api.sse import event_stream_response
@@ -115,8 +115,8 @@ def _reads_cache(cache_control: str | None) -> bool:
     return "no-cache" not in (cache_control or "").lower()
 
 
-@router.get("/operations", summary="The operations and their options")
-async def operations(_principal: PrincipalDep) -> OperationsResponse:
+@router.get("/operations", summary="The operations and their options", openapi_extra=KEY_SECURITY)
+async def operations(_principal: CallerDep) -> OperationsResponse:
     return OperationsResponse(
         operations=[
             OperationInfo(
@@ -134,13 +134,14 @@ async def operations(_principal: PrincipalDep) -> OperationsResponse:
     "/process",
     summary="Process one text",
     responses={**BODY_ERRORS, **_LIMITED, **PROVIDER_ERRORS},
+    openapi_extra=KEY_SECURITY,
 )
 async def process(
     request: Request,
     body: Annotated[
         TextProcessRequest, Body(title="TextProcessRequest", openapi_examples=examples.PROCESS)
     ],
-    principal: PrincipalDep,
+    principal: CallerDep,
     cache_control: CacheControl = None,
 ) -> TextProcessResponse:
     await charge_rate_limit(request, principal)
@@ -192,13 +193,14 @@ _SERVER_SENT_EVENT = {
         },
         503: PROVIDER_ERRORS[503],
     },
+    openapi_extra=KEY_SECURITY,
 )
 async def stream(
     request: Request,
     body: Annotated[
         TextProcessRequest, Body(title="TextProcessRequest", openapi_examples=examples.PROCESS)
     ],
-    principal: PrincipalDep,
+    principal: CallerDep,
     cache_control: CacheControl = None,
 ) -> EventSourceResponse:
     await charge_rate_limit(request, principal)
@@ -216,11 +218,12 @@ async def stream(
     "not a valid request gets the `validation_error` the single endpoint would answer, in its "
     "place; a body that is not a list of items, or holds too many, is refused whole (422).",
     responses={**BODY_ERRORS, **_LIMITED, 503: PROVIDER_ERRORS[503]},
+    openapi_extra=KEY_SECURITY,
 )
 async def batch(
     request: Request,
     body: Annotated[BatchRequest, Body(openapi_examples=examples.BATCH)],
-    principal: PrincipalDep,
+    principal: CallerDep,
     cache_control: CacheControl = None,
 ) -> BatchResponse:
     resources = resources_of(request)

@@ -1,5 +1,16 @@
 """The AI provider through pydantic-ai: one agent per operation, one attempt per call.
 
+`run` asks the model directly (pydantic-ai's `direct.model_request`) with the output tool an
+agent would declare, validates the tool call itself and sends an invalid one back once, as an
+agent with `retries=1` does: an agent run cost about 3 ms of CPU for its graph alone, most of a
+cache miss's CPU, against 0.3 ms for the request (`make bench`; README, Benchmarks). Its span is
+the agent's (`invoke_agent <operation>`), so a trace looks the same. Streams keep the agent,
+whose partial validation of a streamed output is worth its cost there.
+
+The agents hold no model: they are built once per process and each stream names the app's
+model. An agent's construction (its output schema, toolsets) costs milliseconds, paid once
+rather than by every app a test builds; nothing of an app (model, tracing) lives in them.
+
 Prompt-injection defence is structural: the instructions are fixed per operation and the
 user's text travels as a JSON document in the user message, marked as data. Nothing is
 deleted from the text, so quotes, code, HTML, emoji and right-to-left scripts reach the
@@ -8,16 +19,20 @@ SDK's own hidden retries are turned off here.
 """
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
+from opentelemetry.trace import Tracer
 from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 from pydantic_ai import Agent
+from pydantic_ai.direct import model_request
 from pydantic_ai.exceptions import (
     ModelAPIError,
     ModelHTTPError,
@@ -25,9 +40,19 @@ from pydantic_ai.exceptions import (
     UnexpectedModelBehavior,
     UserError,
 )
-from pydantic_ai.messages import ModelResponse
-from pydantic_ai.models import Model, infer_model
-from pydantic_ai.usage import RunUsage
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    RetryFeedbackPart,
+    RetryInfo,
+    ToolReturnPart,
+    UserPromptPart,
+)
+from pydantic_ai.models import Model, ModelRequestParameters, infer_model
+from pydantic_ai.models.instrumented import InstrumentationSettings, InstrumentedModel
+from pydantic_ai.tools import GenerateToolJsonSchema, ToolDefinition
+from pydantic_ai.usage import RequestUsage, RunUsage
 from pydantic_core import from_json
 from shared.text import RESULT_TYPE_BY_OPERATION, Operation
 
@@ -39,9 +64,6 @@ from app.core.exceptions import (
     ProviderTimeoutError,
 )
 from app.infrastructure.ai.local_model import LOCAL_MODEL_NAME, local_model
-
-if TYPE_CHECKING:
-    from pydantic_ai.models.instrumented import InstrumentationSettings
 
 # Called with the HTTP client of an OpenAI-compatible model as it is built (to trace it).
 HttpClientHook = Callable[[Any], None]
@@ -153,11 +175,68 @@ def _openai_compatible(
     return OpenAIResponsesModel(model_name, provider=provider)
 
 
+# As an agent names and describes its output tool, so the model sees the same request.
+OUTPUT_TOOL = "final_result"
+_OUTPUT_TOOL_DESCRIPTION = "The final response which ends this conversation"
+OUTPUT_RETRIES = 1  # invalid output is sent back for one more try, then it is an error
+_USE_THE_TOOL = "Please include your response in a tool call."
+
+
+@functools.cache
+def _parameters(operation: Operation) -> ModelRequestParameters:
+    """The request an agent with this operation's output type makes: one output tool."""
+    schema = RESULT_TYPE_BY_OPERATION[operation].model_json_schema(
+        schema_generator=GenerateToolJsonSchema
+    )
+    tool = ToolDefinition(
+        name=OUTPUT_TOOL,
+        description=_OUTPUT_TOOL_DESCRIPTION,
+        parameters_json_schema=schema,
+        kind="output",
+    )
+    return ModelRequestParameters(output_mode="tool", output_tools=[tool], allow_text_output=False)
+
+
+def _output_or_retry(
+    response: ModelResponse, operation: Operation
+) -> BaseModel | ToolReturnPart | RetryFeedbackPart:
+    """The validated output in `response`, or the retry an agent would answer it with: the
+    validation errors as the output tool's result, or a reminder to call the tool."""
+    call = next((part for part in response.tool_calls if part.tool_name == OUTPUT_TOOL), None)
+    if call is None:
+        return RetryFeedbackPart(content=_USE_THE_TOOL, retry=RetryInfo(cause="no_output"))
+    result_type = RESULT_TYPE_BY_OPERATION[operation]
+    try:
+        if isinstance(call.args, str):
+            return result_type.model_validate_json(call.args or "{}")
+        return result_type.model_validate(call.args or {})
+    except PydanticValidationError as exc:
+        return ToolReturnPart(
+            tool_name=OUTPUT_TOOL,
+            content=exc.errors(include_url=False, include_context=False),
+            tool_call_id=call.tool_call_id,
+            outcome="retried",
+            retry=RetryInfo(cause="validation_error"),
+        )
+
+
+@functools.cache
+def _agent(operation: Operation) -> Agent[None, Any]:
+    """The process's agent for `operation`, without a model: each run names its own."""
+    return Agent(
+        None,
+        output_type=RESULT_TYPE_BY_OPERATION[operation],
+        instructions=INSTRUCTIONS[operation],
+        retries=OUTPUT_RETRIES,
+        name=operation.value,  # names the agent's span: `invoke_agent summarize`
+    )
+
+
 class AIProvider:
     """One attempt at an operation; pydantic-ai's errors leave as our ProviderError family."""
 
     def __init__(
-        self, model: Model, instrumentation: "InstrumentationSettings | None" = None
+        self, model: Model, instrumentation: InstrumentationSettings | None = None
     ) -> None:
         self.model = model
         self.model_id = (
@@ -165,18 +244,12 @@ class AIProvider:
             if model.model_name == LOCAL_MODEL_NAME
             else (f"{model.system}:{model.model_name}")
         )
-        self._agents: dict[Operation, Agent[None, Any]] = {
-            operation: Agent(
-                model,
-                output_type=RESULT_TYPE_BY_OPERATION[operation],
-                instructions=INSTRUCTIONS[operation],
-                retries=1,  # invalid output is sent back for one more try, then it is an error
-                name=operation.value,  # names the agent's span: `invoke_agent summarize`
-            )
-            for operation in Operation
-        }
-        for agent in self._agents.values():
-            agent.instrument = instrumentation  # None: not traced
+        # An instrumented model traces the agent's run as well as the model's requests, so the
+        # shared agents stay untouched by this app's tracer provider.
+        self._run_model: Model = (
+            model if instrumentation is None else InstrumentedModel(model, instrumentation)
+        )
+        self._tracer: Tracer | None = None if instrumentation is None else instrumentation.tracer
 
     async def check(self, timeout_seconds: float) -> str | None:
         """Why the provider would refuse our calls, by the cheapest request it has; None when it
@@ -207,10 +280,43 @@ class AIProvider:
             await client.close()
 
     async def run(self, request: ProviderRequest) -> ProviderAnswer:
-        agent = self._agents[request.operation]
-        with _translated_errors():
-            result = await agent.run(request.as_user_message())
-        return _answer(result.output, result.usage, estimated=self._estimates_usage)
+        with self._agent_span(request.operation), _translated_errors():
+            output, usage = await self._ask(request)
+        return ProviderAnswer(
+            output, usage.input_tokens, usage.output_tokens, self._estimates_usage
+        )
+
+    async def _ask(self, request: ProviderRequest) -> tuple[BaseModel, RequestUsage]:
+        operation = request.operation
+        instructions = INSTRUCTIONS[operation]
+        prompt = UserPromptPart(request.as_user_message())
+        messages: list[ModelMessage] = [ModelRequest([prompt], instructions=instructions)]
+        usage = RequestUsage()  # of every request, the retry's included, as an agent counts
+        for _ in range(1 + OUTPUT_RETRIES):
+            response = await model_request(
+                self._run_model,
+                messages,
+                model_request_parameters=_parameters(operation),
+                instrument=False,  # the model is instrumented already when tracing is on
+            )
+            usage += response.usage
+            found = _output_or_retry(response, operation)
+            if isinstance(found, BaseModel):
+                return found, usage
+            messages += [response, ModelRequest([found], instructions=instructions)]
+        raise UnexpectedModelBehavior(f"Exceeded maximum retries ({OUTPUT_RETRIES}) for output")
+
+    @contextmanager
+    def _agent_span(self, operation: Operation) -> Iterator[None]:
+        """The span an agent run would have (GenAI conventions), around the model's spans."""
+        if self._tracer is None:
+            yield
+            return
+        attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": operation}
+        with self._tracer.start_as_current_span(
+            f"invoke_agent {operation.value}", attributes=attributes
+        ):
+            yield
 
     @property
     def _estimates_usage(self) -> bool:
@@ -221,8 +327,9 @@ class AIProvider:
         """The answer as the model streams it, read by a task of its own; leaving cancels that
         task, which closes the model's stream (its HTTP response) whether or not it ended."""
         stream = ProviderStream(estimated=self._estimates_usage)
-        agent = self._agents[request.operation]
-        reader = asyncio.create_task(stream.read(agent, request.as_user_message()))
+        reader = asyncio.create_task(
+            stream.read(_agent(request.operation), self._run_model, request.as_user_message())
+        )
         try:
             yield stream
         finally:
@@ -255,9 +362,9 @@ class ProviderStream:
         self._finished = False
         self._changed = asyncio.Event()
 
-    async def read(self, agent: Agent[None, Any], prompt: str) -> None:
+    async def read(self, agent: Agent[None, Any], model: Model, prompt: str) -> None:
         try:
-            async with agent.run_stream(prompt) as result:
+            async with agent.run_stream(prompt, model=model) as result:
                 async for response in result.stream_response(debounce_by=None):
                     self._latest = _arguments(response)
                     self._changed.set()

@@ -82,6 +82,11 @@ class ResilientProvider:
             self._check_task.cancel()
             await asyncio.gather(self._check_task, return_exceptions=True)
 
+    def refused_until(self) -> float | None:
+        """Until when calls are refused (CircuitOpenError) at once, without a store lookup; None
+        when a call may be tried. See CircuitBreaker.known_open_until."""
+        return self.breaker.known_open_until()
+
     async def run(self, request: ProviderRequest) -> ProviderAnswer:
         return await self.breaker.call(
             lambda: call_with_retries(

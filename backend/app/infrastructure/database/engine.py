@@ -8,7 +8,7 @@ text: PostgreSQL's SQLSTATE, SQLite's result code, the socket's OSError, SQLAlch
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -127,17 +128,18 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session committed on success, rolled back on error; outages become 503s."""
-        try:
+        with _outages_unavailable():
             async with self.sessions.begin() as session:
                 yield session
-        except AppError:
-            raise  # raised by the caller's code in the block, whatever it was raised from
-        except Exception as exc:
-            if not is_unavailable(exc):
-                raise
-            raise DatabaseUnavailableError(
-                "The database is unavailable; try again.", retry_after_seconds=RETRY_AFTER_SECONDS
-            ) from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection in a transaction, as `session` commits it and reports outages:
+        for set-based writes on the hot path, which need no ORM unit of work (it cost about
+        0.3 ms of CPU per transaction)."""
+        with _outages_unavailable():
+            async with self.engine.begin() as connection:
+                yield connection
 
     async def ping(self) -> bool:
         try:
@@ -160,6 +162,20 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@contextmanager
+def _outages_unavailable() -> Iterator[None]:
+    try:
+        yield
+    except AppError:
+        raise  # raised by the caller's code in the block, whatever it was raised from
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        raise DatabaseUnavailableError(
+            "The database is unavailable; try again.", retry_after_seconds=RETRY_AFTER_SECONDS
+        ) from exc
 
 
 def _upgrade_to_head(connection: Connection, url: str) -> tuple[str | None, str | None]:

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.infrastructure.database.engine import Database
 
@@ -26,7 +26,7 @@ class GroupCommitter(Generic[Item]):
     def __init__(
         self,
         database: Database,
-        write_batch: Callable[[AsyncSession, list[Item]], Awaitable[None]],
+        write_batch: Callable[[AsyncConnection, list[Item]], Awaitable[None]],
     ) -> None:
         self._database = database
         self._write_batch = write_batch
@@ -46,8 +46,8 @@ class GroupCommitter(Generic[Item]):
         while self._waiting:
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
             try:
-                async with self._database.session() as session:
-                    await self._write_batch(session, [item for item, _ in batch])
+                async with self._database.transaction() as connection:
+                    await self._write_batch(connection, [item for item, _ in batch])
             except Exception as exc:  # every waiter learns why its item was not written
                 for _, committed in batch:
                     if not committed.done():

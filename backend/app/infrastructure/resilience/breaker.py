@@ -224,6 +224,12 @@ class CircuitBreaker:
         self._known_open_until = 0.0  # refuse without asking the store until then
         self._known_trial_at = 0.0
 
+    def known_open_until(self) -> float | None:
+        """Until when this process knows the circuit open, refusing calls without asking the
+        store (None: it does not know it open now). The value names that remembered period: a
+        caller may skip, until it changes, what it learnt is only worth doing for a call."""
+        return self._known_open_until if self._clock() < self._known_open_until else None
+
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Await `fn()` unless the circuit is open; its exceptions propagate unchanged."""
         async with self.guard():
@@ -261,7 +267,11 @@ class CircuitBreaker:
                 with anyio.CancelScope(shield=True):
                     await self._settle(Outcome.ABANDONED, trial=True)
             raise
-        await self._settle(Outcome.SUCCESS, ticket.trial)
+        # A success changes the record only if it ends a trial or clears counted failures: a
+        # closed circuit that counted none at admission is left alone, which saves most calls
+        # a store round trip (a failure counted meanwhile by another call stays counted).
+        if ticket.trial or failures_in_window(ticket.record, now, self.policy):
+            await self._settle(Outcome.SUCCESS, ticket.trial)
 
     def _open_error(self, trial_at: float | None, now: float) -> CircuitOpenError:
         return CircuitOpenError(
