@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, externals: Externals | None = N
     app.include_router(probes.router)
     app.include_router(v1.router)
     app.include_router(internal.router, include_in_schema=False)
-    install_docs(app, internal.router)
+    install_docs(app)
     install_error_handlers(app)
     _add_middleware(app, settings, metrics)
     if tracing is not None:
