@@ -74,16 +74,15 @@ async def _operator_key(
 OperatorOnly = Annotated[Response | None, Depends(_operator_key)]
 
 
-def install_docs(app: FastAPI) -> None:
-    """Adds the assets, `/docs`, `/redoc`, and `/internal/openapi.json` and `/internal/docs`
-    (the operator API's own document, kept out of the public one)."""
+def mount_assets(app: FastAPI) -> None:
+    """Serves the pages' scripts and styles under ASSETS_URL."""
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIRECTORY), name="docs-assets")
-    app.include_router(router)
 
 
-# The pages are module-level functions that find their app in the request, never closures over
-# it: FastAPI keeps every endpoint it has classified in a cache of 4,096, and a closure there
-# would keep its app alive (a test session builds hundreds).
+# `/docs`, `/redoc`, and `/internal/openapi.json` and `/internal/docs` (the operator API's own
+# document, kept out of the public one). The pages find their app in the request: one router
+# serves every app of the process, and FastAPI keeps each endpoint it has classified in a cache
+# of 4,096, where a closure over an app would keep that app alive.
 router = APIRouter(include_in_schema=False)
 
 
