@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 import pytest
-from xdist.scheduler import LoadScopeScheduling
+from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]  # no hints
 
 DURATIONS = "llm-starter/test-durations"
 
@@ -24,7 +24,7 @@ ONE_WORKER = {
 }
 
 
-class SharedServerScheduling(LoadScopeScheduling):
+class SharedServerScheduling(LoadScopeScheduling):  # type: ignore[misc]  # untyped base
     """xdist's `load`, each test a unit of its own, but a group of `ONE_WORKER` one unit.
 
     LoadScopeScheduling hands out the largest units first, then the others in the workers'
