@@ -46,9 +46,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeSch
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """In a worker, longest first by the last run's durations (identical in every worker, as
     xdist requires); a serial run keeps the files' order."""
-    if "PYTEST_XDIST_WORKER" not in os.environ or config.cache is None:
+    cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
+    if "PYTEST_XDIST_WORKER" not in os.environ or cache is None:
         return
-    durations: dict[str, float] = config.cache.get(DURATIONS, {})
+    durations: dict[str, float] = cache.get(DURATIONS, {})
     items.sort(key=lambda item: -durations.get(item.nodeid, float("inf")))
 
 
@@ -62,7 +63,7 @@ class _Recorder:
         self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + report.duration
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        cache = session.config.cache
+        cache = getattr(session.config, "cache", None)
         if cache is not None and self.durations:
             cache.set(DURATIONS, {**cache.get(DURATIONS, {}), **self.durations})
 
