@@ -21,9 +21,8 @@ HTTP, exactly as they do in a browser session.
   loopback, which the test tells how to stream (break off, or pause, after a few chunks).
 - `read_markdown`: what a person reads where a page shows Markdown (alerts, captions, badges).
 
-A worker starts a backend when its first test needs it. Grouping each backend's tests on one
-worker (`--dist loadgroup`) would save a start or two, but pytest-xdist 3.8 no longer groups on
-pytest 9.2 (pytest-xdist#1386); TESTING.md has the figures.
+A worker starts a backend when its first test needs it; under pytest-xdist every frontend test
+goes to one worker (`backend/tests/worker_schedule.py`), so each backend starts once per run.
 """
 
 from __future__ import annotations
