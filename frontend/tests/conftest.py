@@ -25,18 +25,19 @@ HTTP, exactly as they do in a browser session.
   REDIS_URL the API runs none.)
 - `read_markdown`: what a person reads where a page shows Markdown (alerts, captions, badges).
 
-A worker starts a backend when its first test needs it. Grouping each backend's tests on one
-worker (`--dist loadgroup`) would save a start or two, but pytest-xdist 3.8 no longer groups on
-pytest 9.2 (pytest-xdist#1386); TESTING.md has the figures.
+A worker starts a backend when its first test needs it; under pytest-xdist every frontend test
+goes to one worker (`backend/tests/worker_schedule.py`), so each backend starts once per run.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import os
 import re
 import sqlite3
+import ssl
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
@@ -54,6 +55,7 @@ from worker_services import FRONTEND_DB, Services
 # used: the pytest-xdist controller imports this file too, to run no test.
 if TYPE_CHECKING:
     from fakes.openai_server import OpenAICompatibleServer
+    from streamlit.components.v2.component_manager import BidiComponentManager
     from streamlit.testing.v1 import AppTest
 
 PUBLIC_KEY = "frontend-public-key"
@@ -79,7 +81,14 @@ class LiveBackend:
     def client(self, api_key: str | None = PUBLIC_KEY) -> httpx.Client:
         """An HTTP client for a test's own arrange and assert steps."""
         headers = {"X-API-Key": api_key} if api_key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10, verify=_tls_context())
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """Built once: the URL is plain HTTP, yet httpx builds a TLS context for every client,
+    reading the CA bundle (~20 ms of CPU), and most tests open a client or two."""
+    return httpx.create_ssl_context()
 
 
 @contextmanager
@@ -265,8 +274,26 @@ def jobs_backend(
 PageFactory = Callable[..., "AppTest"]
 
 
+@pytest.fixture(scope="session")
+def streamlit_components() -> BidiComponentManager:
+    """The Streamlit components installed, found once per process.
+
+    Streamlit 1.67's AppTest looks for them on its first run by reading the metadata of every
+    installed distribution (streamlit#15488): about 100 ms of CPU, half of what a page test
+    costs. An AppTest keeps what it found in `_bidi_component_manager`, so `open_page` hands
+    every AppTest this one; were the attribute renamed, each would only search again.
+    """
+    from streamlit.components.v2.component_manager import BidiComponentManager
+
+    components = BidiComponentManager()
+    components.discover_and_register_components(start_file_watching=False)
+    return components
+
+
 @pytest.fixture
-def open_page(monkeypatch: pytest.MonkeyPatch) -> PageFactory:
+def open_page(
+    monkeypatch: pytest.MonkeyPatch, streamlit_components: BidiComponentManager
+) -> PageFactory:
     """Loads a page file as AppTest, configured the way `make run` configures the app; `main`
     loads the whole app, with its navigation and sidebar."""
 
@@ -290,7 +317,9 @@ def open_page(monkeypatch: pytest.MonkeyPatch) -> PageFactory:
         from streamlit.testing.v1 import AppTest
 
         script = APP if name == "main" else PAGES / f"{name}.py"
-        return AppTest.from_file(str(script), default_timeout=PAGE_TIMEOUT_SECONDS)
+        page = AppTest.from_file(str(script), default_timeout=PAGE_TIMEOUT_SECONDS)
+        page._bidi_component_manager = streamlit_components  # see streamlit_components
+        return page
 
     return factory
 

@@ -15,6 +15,7 @@ HTTP Basic, and their 401 carries a Basic challenge: the browser asks for it (an
 and sends it with the page's own request for the document.
 """
 
+import functools
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +26,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.staticfiles import StaticFiles
 
+from app.api import internal
 from app.api.deps import BearerKey, HeaderKey, resources_of
 from app.api.errors import app_error_response
 from app.api.internal.deps import require_operator
@@ -72,43 +74,58 @@ async def _operator_key(
 OperatorOnly = Annotated[Response | None, Depends(_operator_key)]
 
 
-def install_docs(app: FastAPI, internal_router: APIRouter) -> None:
-    """Adds the assets, `/docs`, `/redoc`, and `/internal/openapi.json` and `/internal/docs`
-    (the operator API's own document, kept out of the public one)."""
+def mount_assets(app: FastAPI) -> None:
+    """Serves the pages' scripts and styles under ASSETS_URL."""
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIRECTORY), name="docs-assets")
-    public_openapi = app.openapi_url or "/openapi.json"
 
-    @app.get("/docs", include_in_schema=False)
-    async def public_docs() -> Response:
-        return _swagger_page(public_openapi, f"{app.title}: API documentation")
 
-    @app.get("/redoc", include_in_schema=False)
-    async def public_redoc() -> Response:
-        return get_redoc_html(
-            openapi_url=public_openapi,
-            title=f"{app.title}: API reference",
-            redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
-            redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
-            with_google_fonts=False,
-        )
+# `/docs`, `/redoc`, and `/internal/openapi.json` and `/internal/docs` (the operator API's own
+# document, kept out of the public one). The pages find their app in the request: one router
+# serves every app of the process, and FastAPI keeps each endpoint it has classified in a cache
+# of 4,096, where a closure over an app would keep that app alive.
+router = APIRouter(include_in_schema=False)
 
-    schema: dict[str, Any] = {}
 
-    @app.get("/internal/openapi.json", include_in_schema=False)
-    async def internal_openapi(refusal: OperatorOnly) -> Any:
-        if refusal is not None:
-            return refusal
-        if not schema:
-            schema.update(
-                get_openapi(
-                    title=f"{app.title} (internal)",
-                    version=app.version,
-                    summary="Operator API: readiness, cache, circuit breakers, accounts, metrics.",
-                    routes=internal_router.routes,
-                )
-            )
-        return schema
+def _public_openapi_url(app: FastAPI) -> str:
+    return app.openapi_url or "/openapi.json"
 
-    @app.get("/internal/docs", include_in_schema=False)
-    async def internal_docs(refusal: OperatorOnly) -> Response:
-        return refusal or _swagger_page("/internal/openapi.json", f"{app.title}: operator API")
+
+@router.get("/docs")
+async def public_docs(request: Request) -> Response:
+    app: FastAPI = request.app
+    return _swagger_page(_public_openapi_url(app), f"{app.title}: API documentation")
+
+
+@router.get("/redoc")
+async def public_redoc(request: Request) -> Response:
+    app: FastAPI = request.app
+    return get_redoc_html(
+        openapi_url=_public_openapi_url(app),
+        title=f"{app.title}: API reference",
+        redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
+        redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
+        with_google_fonts=False,
+    )
+
+
+@functools.cache
+def _internal_schema(title: str, version: str) -> dict[str, Any]:
+    """The operator API's document: the same for every app of the process."""
+    return get_openapi(
+        title=f"{title} (internal)",
+        version=version,
+        summary="Operator API: readiness, cache, circuit breakers, accounts, metrics.",
+        routes=internal.router.routes,
+    )
+
+
+@router.get("/internal/openapi.json")
+async def internal_openapi(request: Request, refusal: OperatorOnly) -> Any:
+    if refusal is not None:
+        return refusal
+    return _internal_schema(request.app.title, request.app.version)
+
+
+@router.get("/internal/docs")
+async def internal_docs(request: Request, refusal: OperatorOnly) -> Response:
+    return refusal or _swagger_page("/internal/openapi.json", f"{request.app.title}: operator API")

@@ -22,7 +22,7 @@ from app.main import create_app
 from app.resources import Externals
 from conftest import OPERATOR_KEY, PUBLIC_KEY, DatabaseBackend, RedisBackend, make_settings
 from fakes.clock import FakeClock
-from fakes.live_server import served
+from fakes.live_server import served, served_client
 from fakes.openai_server import openai_compatible_server
 from fakes.providers import FakeProvider, RecordingSleep
 from httpx_sse import aconnect_sse
@@ -123,7 +123,7 @@ async def make_stream_client(
             externals = Externals(redis=redis_client, ai_model=model, clock=clock, sleep=sleep)
             url = await stack.enter_async_context(served(create_app(settings, externals)))
             return await stack.enter_async_context(
-                httpx.AsyncClient(base_url=url, headers={"X-API-Key": PUBLIC_KEY}, timeout=10)
+                served_client(url, headers={"X-API-Key": PUBLIC_KEY}, timeout=10)
             )
 
         yield factory

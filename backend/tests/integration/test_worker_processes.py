@@ -42,13 +42,15 @@ class Served:
     url: str
     log: Path
     provider: OpenAICompatibleServer
+    # No connection is kept between requests, so that either worker may take each one.
+    http: httpx.Client
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         """A request on a new connection, so that either worker may take it."""
-        return httpx.get(f"{self.url}{path}", timeout=10, **kwargs)
+        return self.http.get(f"{self.url}{path}", **kwargs)
 
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.post(f"{self.url}{path}", timeout=10, **kwargs)
+        return self.http.post(f"{self.url}{path}", **kwargs)
 
     def scrape(self) -> httpx.Response:
         return self.get("/internal/metrics", headers={"Authorization": f"Bearer {OPERATOR_KEY}"})
@@ -122,14 +124,17 @@ def served(tmp_path_factory: pytest.TempPathFactory, services: Services) -> Iter
         command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
         command += ["--workers", "2", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]]
         command += ["--log-config", str(Path(__file__).parents[2] / "app" / "log_config.json")]
-        with server_process(
-            command,
-            health_url=f"{url}/v1/health",
-            folder=folder,
-            env=env,
-            startup_seconds=STARTUP_SECONDS,
+        with (
+            server_process(
+                command,
+                health_url=f"{url}/v1/health",
+                folder=folder,
+                env=env,
+                startup_seconds=STARTUP_SECONDS,
+            ),
+            httpx.Client(timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as http,
         ):
-            served = Served(url, folder / "server.log", provider)
+            served = Served(url, folder / "server.log", provider, http)
             _wait_for_workers(served, 2)
             yield served
 
