@@ -184,6 +184,8 @@ class TextProcessor:
         # answers the request (fresh, degraded, or refused) without a second one.
         refused_until = self._provider.refused_until()
         looked_for_stale = refused_until is not None and self._known_uncached(refused_until, key)
+        if looked_for_stale and (refusal := self._provider.refusal()) is not None:
+            raise refusal  # what the call would raise, without the call's machinery
         if not looked_for_stale and (read_cache or refused_until is not None):
             with self._span("cache lookup") as span:
                 grace = 0.0 if refused_until is None else self._grace

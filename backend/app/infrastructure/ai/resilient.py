@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
-from app.core.exceptions import ProviderError, ProviderTimeoutError
+from app.core.exceptions import CircuitOpenError, ProviderError, ProviderTimeoutError
 from app.infrastructure.ai.provider import (
     AIProvider,
     ProviderAnswer,
@@ -86,6 +86,10 @@ class ResilientProvider:
         """Until when calls are refused (CircuitOpenError) at once, without a store lookup; None
         when a call may be tried. See CircuitBreaker.known_open_until."""
         return self.breaker.known_open_until()
+
+    def refusal(self) -> CircuitOpenError | None:
+        """What a call would be refused with now, without a store lookup (None: it may try)."""
+        return self.breaker.refusal()
 
     async def run(self, request: ProviderRequest) -> ProviderAnswer:
         return await self.breaker.call(

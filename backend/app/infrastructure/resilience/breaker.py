@@ -230,6 +230,14 @@ class CircuitBreaker:
         caller may skip, until it changes, what it learnt is only worth doing for a call."""
         return self._known_open_until if self._clock() < self._known_open_until else None
 
+    def refusal(self) -> CircuitOpenError | None:
+        """The error a call would be refused with now, without asking the store; None when a
+        call would ask it. What `guard` raises on entry, for a caller that need not enter."""
+        now = self._clock()
+        if now < self._known_open_until:
+            return self._open_error(self._known_trial_at, now)
+        return None
+
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Await `fn()` unless the circuit is open; its exceptions propagate unchanged."""
         async with self.guard():
@@ -240,9 +248,9 @@ class CircuitBreaker:
         """The body runs as one call: refused with CircuitOpenError on entry while the circuit
         is open, and settled by how it exits. A streamed answer is one such call, from the
         request to its last token."""
+        if (refused := self.refusal()) is not None:
+            raise refused
         now = self._clock()
-        if now < self._known_open_until:
-            raise self._open_error(self._known_trial_at, now)
         ticket = await self._store.admit(self.name, now, self.policy)
         self._report(ticket)
         if not ticket.admitted:
