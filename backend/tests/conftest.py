@@ -234,6 +234,10 @@ def make_settings(database: DatabaseBackend, **overrides: Any) -> Settings:
         "internal_api_keys": [OPERATOR_KEY],
         "key_hash_secret": TEST_KEY_HASH_SECRET,
         "log_level": "WARNING",
+        # The production default (0.25 s) is measured against a healthy round trip; on a loaded
+        # CI machine a real redis-server can stall longer, and the app would fall back to memory
+        # mid-test. A test about a slow Redis sets its own timeout (test_faults.FROZEN_TIMEOUT).
+        "redis_timeout_seconds": 1.0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
