@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 from taskiq import AckableMessage, AsyncBroker, InMemoryBroker
 from taskiq.receiver import Receiver
 from taskiq_redis import RedisStreamBroker
@@ -59,6 +60,7 @@ _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 # waiting on it, `NOGROUP` to every command after.
 _STREAM_GONE = ("NOGROUP", "UNBLOCKED")
 _SCAN_CHUNK = 1000
+_REDIS_TIMEOUT_SECONDS = 10.0
 # Workers report every few seconds; one unheard of for this long is no longer listed.
 WORKER_SEEN_SECONDS = 60.0
 _ENQUEUE_CHUNK = 200
@@ -81,6 +83,13 @@ class _StreamBroker(RedisStreamBroker):
             xread_count=batch,
             unacknowledged_batch_size=batch,
             max_connection_pool_size=64,
+            # As in redis_client.create_redis: with them on, the pool does not check for the
+            # connections a restarted Redis closed, and each fails its next command.
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
+            # A Redis that stops answering (frozen, or a dead network) is an error to wait
+            # out, not a read blocked for ever: a bound well above the read's own block.
+            socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
+            socket_timeout=_REDIS_TIMEOUT_SECONDS,
         )
         self.in_flight: set[str] = set()
         self.outage = RedisOutage()
@@ -132,6 +141,7 @@ class _StreamBroker(RedisStreamBroker):
                 async with Redis(connection_pool=self.connection_pool) as redis:
                     if not group_made:
                         await self._make_group(redis)
+                        self.outage.ended()
                         group_made = True
                     while True:
                         messages = await self._read(redis)

@@ -9,7 +9,9 @@ makes every worker wait, and the API can go away and come back while workers go 
 
 import asyncio
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +36,8 @@ from conftest import (
     make_settings,
 )
 from fakes.openai_server import OpenAICompatibleServer, openai_compatible_server
+from fakes.providers import FakeProvider
+from fakes.services import RedisServerProcess, port_no_one_else_gets, unavailable
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 
@@ -76,8 +80,9 @@ class Workers:
         self.processes.append(process)
         return process
 
-    def logs(self) -> str:
-        return "\n".join(path.read_text()[-2000:] for path in sorted(self.folder.glob("*.log")))
+    def logs(self, tail: int = 2000) -> str:
+        """The end of each worker's log (all of it with `tail=0`)."""
+        return "\n".join(path.read_text()[-tail:] for path in sorted(self.folder.glob("*.log")))
 
     def stop(self) -> None:
         for process in self.processes:
@@ -137,6 +142,32 @@ def workers(
     started.stop()
 
 
+@pytest.fixture
+def redis_process() -> Iterator[RedisServerProcess]:
+    """A private redis-server for this test alone, which the test may kill and start again."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("no `redis-server` on PATH: this test starts and kills its own Redis")
+    assert binary is not None
+    server = RedisServerProcess(binary, port_no_one_else_gets())
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def queue_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """The job queue's records in this process (the app's logging setup replaces the root
+    logger's handlers, caplog's among them: its handler goes on the queue's logger itself)."""
+    queue_logger = logging.getLogger("app.infrastructure.job_queue")
+    queue_logger.addHandler(caplog.handler)
+    yield caplog
+    queue_logger.removeHandler(caplog.handler)
+
+
+STREAM_GONE = "is gone (Redis restarted without persistence"
+
+
 async def api(make_client: ClientFactory, redis: RedisBackend, database: DatabaseBackend) -> Any:
     return await make_client(
         redis=redis,
@@ -169,6 +200,17 @@ async def until(
         if loop.time() > deadline:
             pytest.fail(f"job stuck at {info}; worker logs:\n{workers.logs()}")
         await asyncio.sleep(0.02)
+
+
+async def until_in_process(client: AsyncClient, job_id: str) -> dict[str, Any]:
+    """Until the job has nothing pending, with no worker process to show the logs of."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE_SECONDS
+    while not finished(info := (await client.get(f"/v1/jobs/{job_id}")).json()):
+        if loop.time() > deadline:
+            pytest.fail(f"job stuck at {info}")
+        await asyncio.sleep(0.02)
+    return info
 
 
 def finished(info: dict[str, Any]) -> bool:
@@ -458,3 +500,123 @@ class TestJobWorkers:
             ) as client,
         ):
             yield client
+
+
+class TestJobsThroughRedisRestart:
+    """Seam: job workers (a `python -m app.cli worker` process; the API's embedded worker with
+    JOB_EMBEDDED_WORKER=true) → a Redis that restarts empty or is flushed → the stream and
+    consumer group made again → the sweep sending the items whose messages were lost.
+
+    Paths: JOB-13
+    Real: a worker subprocess and a private redis-server killed and started again on its port
+    (no persistence); the app in its lifespan with its embedded worker on this test process's
+    redis-server, FLUSHDB; SQLite.
+    Faked: the AI provider (an OpenAI-compatible server on loopback; a FakeProvider held and
+    released on cue).
+    """
+
+    @pytest.mark.covers("JOB-13")
+    @on_real_redis
+    @on_sqlite
+    async def test_redis_restarted_empty_worker_goes_on_lost_items_sent_again(
+        self,
+        redis_process: RedisServerProcess,  # first: it stops after the worker
+        make_client: ClientFactory,
+        redis_backend: RedisBackend,
+        database_backend: DatabaseBackend,
+        workers: Workers,
+        provider: OpenAICompatibleServer,
+    ):
+        """Redis restarting without its data neither stops a worker nor loses a job's items.
+
+        Integration scope: worker process → redis-server killed and started again empty →
+        the worker's retries, the stream and its consumer group made again → the sweep sends
+        the unfinished items whose messages were lost → one transaction per item.
+        Business impact: a production Redis restarts every week; the jobs in flight must
+        finish, and no worker may need a restart (or crash-loop) for it.
+        Test strategy: one worker, a provider taking 0.2 s a call; submit 12 texts; once one
+        is done, kill the redis-server and start it again on the same port; submit 4 more.
+        Success criteria: the same worker process still runs; both jobs complete with every
+        item done, one history row each; the worker said once that the stream was gone.
+        """
+        provider.take(0.2)
+        own = RedisBackend("redis-server", url=redis_process.url)
+        client = await api(make_client, own, database_backend)
+        workers.env["REDIS_URL"] = redis_process.url
+        worker = workers.start()
+        await workers_seen(client, 1, workers)
+        before = (
+            await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(12)})
+        ).json()["job_id"]
+        await until(client, before, lambda info: info["done"] >= 1, workers)
+
+        redis_process.stop()
+        redis_process.start()
+        after = (
+            await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(4)})
+        ).json()["job_id"]
+        infos = [await until(client, job, finished, workers) for job in (before, after)]
+        history = await query(
+            database_backend.url,
+            "SELECT job_id, count(*), count(DISTINCT job_item) FROM request_history "
+            "GROUP BY job_id",
+        )
+
+        assert worker.poll() is None
+        assert [(info["status"], info["done"]) for info in infos] == [
+            ("completed", 12),
+            ("completed", 4),
+        ]
+        assert sorted(history) == sorted([(before, 12, 12), (after, 4, 4)])
+        assert workers.logs(tail=0).count(STREAM_GONE) == 1
+
+    @pytest.mark.covers("JOB-13")
+    @on_real_redis
+    @on_sqlite
+    async def test_embedded_worker_on_flushed_redis_job_completes(
+        self,
+        make_client: ClientFactory,
+        redis_backend: RedisBackend,
+        database_backend: DatabaseBackend,
+        redis_inspector: Any,
+        queue_log: pytest.LogCaptureFixture,
+    ):
+        """The API's own worker on Redis survives FLUSHDB: the job's lost items are sent again.
+
+        Integration scope: POST /v1/jobs → Redis stream → the API's embedded worker
+        (JOB_EMBEDDED_WORKER=true) → FLUSHDB empties Redis mid-job → the stream made again →
+        the sweep sends the queued items → TextProcessor → the database.
+        Business impact: an API that runs its own worker must not stop processing silently
+        while it goes on accepting jobs.
+        Test strategy: one item at a time; the provider holds the first call; FLUSHDB while
+        it is held (the other 5 items' messages are lost); release it.
+        Success criteria: the job completes with 6 done, one history row each; the worker
+        said once that the stream was gone.
+        """
+        provider = FakeProvider()
+        provider.hang()
+        client = await make_client(
+            redis=redis_backend,
+            database=database_backend,
+            model=provider.model,
+            job_embedded_worker=True,
+            job_concurrency=1,
+            job_redelivery_seconds=REDELIVERY_SECONDS,
+        )
+        job_id = (
+            await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(6)})
+        ).json()["job_id"]
+        await asyncio.wait_for(provider.hanging.wait(), DEADLINE_SECONDS)
+
+        await redis_inspector.flushdb()
+        provider.release.set()
+        info = await until_in_process(client, job_id)
+        history = await query(
+            database_backend.url,
+            "SELECT count(*), count(DISTINCT job_item) FROM request_history WHERE job_id = :job",
+            job=job_id,
+        )
+
+        assert (info["status"], info["done"]) == ("completed", 6)
+        assert history == [(6, 6)]
+        assert queue_log.text.count(STREAM_GONE) == 1
