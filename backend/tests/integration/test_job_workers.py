@@ -165,6 +165,7 @@ def queue_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFix
     queue_logger.removeHandler(caplog.handler)
 
 
+STREAM = "llm:jobs"  # JOB_QUEUE_NAME's default
 STREAM_GONE = "is gone (Redis restarted without persistence"
 
 
@@ -502,15 +503,16 @@ class TestJobWorkers:
             yield client
 
 
-class TestJobsThroughRedisRestart:
-    """Seam: job workers (a `python -m app.cli worker` process; the API's embedded worker with
-    JOB_EMBEDDED_WORKER=true) → a Redis that restarts empty or is flushed → the stream and
-    consumer group made again → the sweep sending the items whose messages were lost.
+class TestLostJobMessages:
+    """Seam: job workers (`python -m app.cli worker` processes; the API's embedded worker with
+    JOB_EMBEDDED_WORKER=true) → a Redis stream that lost messages (Redis restarted empty,
+    flushed) or never got them all (an API that died while sending) → the stream and consumer
+    group made again → the workers' sweep sending the unfinished items the stream lacks.
 
-    Paths: JOB-13
-    Real: a worker subprocess and a private redis-server killed and started again on its port
+    Paths: JOB-13, JOB-14
+    Real: worker subprocesses, a private redis-server killed and started again on its port
     (no persistence); the app in its lifespan with its embedded worker on this test process's
-    redis-server, FLUSHDB; SQLite.
+    redis-server, FLUSHDB, XDEL; SQLite.
     Faked: the AI provider (an OpenAI-compatible server on loopback; a FakeProvider held and
     released on cue).
     """
@@ -620,3 +622,56 @@ class TestJobsThroughRedisRestart:
         assert (info["status"], info["done"]) == ("completed", 6)
         assert history == [(6, 6)]
         assert queue_log.text.count(STREAM_GONE) == 1
+
+    @pytest.mark.covers("JOB-14")
+    @on_real_redis
+    @on_sqlite
+    async def test_items_an_api_never_sent_are_sent_once_by_two_workers(
+        self,
+        make_client: ClientFactory,
+        redis_backend: RedisBackend,
+        database_backend: DatabaseBackend,
+        redis_inspector: Any,
+        workers: Workers,
+    ):
+        """The items an API stored but died before sending are sent by the workers, once.
+
+        Integration scope: POST /v1/jobs (items stored, messages sent) → the messages of the
+        items past the eighth removed from the stream → two worker processes → the sweep, by
+        one worker per turn → every item processed.
+        Business impact: an API killed (deploy, OOM) while sending a 10,000-item job must not
+        leave the rest of it queued for ever.
+        Test strategy: no worker yet; submit 20 texts; XDEL the messages of items 8 to 19, as
+        an API that died after sending 8 would have left the stream; start two workers.
+        Success criteria: the job completes with 20 done, one history row each; no item was
+        delivered twice (the two workers did not both send them); one worker said it sent 12.
+        """
+        client = await api(make_client, redis_backend, database_backend)
+        job_id = (
+            await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(20)})
+        ).json()["job_id"]
+        unsent = [
+            message_id
+            for message_id, fields in await redis_inspector.xrange(STREAM)
+            if json.loads(fields[b"data"])["args"][1] >= 8
+        ]
+        assert await redis_inspector.xdel(STREAM, *unsent) == 12
+
+        workers.start()
+        workers.start()
+        info = await until(client, job_id, finished, workers)
+        attempts = await query(
+            database_backend.url,
+            "SELECT max(attempts) FROM job_items WHERE job_id = :job",
+            job=job_id,
+        )
+        history = await query(
+            database_backend.url,
+            "SELECT count(*), count(DISTINCT job_item) FROM request_history WHERE job_id = :job",
+            job=job_id,
+        )
+
+        assert (info["status"], info["done"]) == ("completed", 20)
+        assert attempts == [(1,)]
+        assert history == [(20, 20)]
+        assert workers.logs(tail=0).count("12 unfinished item(s) had no message") == 1
