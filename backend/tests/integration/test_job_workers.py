@@ -43,8 +43,13 @@ from sqlalchemy import text
 
 OPERATOR = {"X-API-Key": OPERATOR_KEY}
 REDELIVERY_SECONDS = 2
+CONCURRENCY = 4
 STARTUP_SECONDS = 60  # a worker importing the stack on a busy 2-core machine
 DEADLINE_SECONDS = 60.0
+# A test waits for its workers' start (they start together) once, then for its jobs: the
+# worst case of both, and the time to stop them, rather than pytest's 60 s backstop.
+TEST_TIMEOUT_SECONDS = STARTUP_SECONDS + DEADLINE_SECONDS + 30
+pytestmark = pytest.mark.timeout(TEST_TIMEOUT_SECONDS)
 # Workers' settings that must agree with the API's (the breaker's state is shared in Redis).
 BREAKER = {"BREAKER_FAILURE_THRESHOLD": "2", "BREAKER_RECOVERY_SECONDS": "1"}
 # Room for every test's items within a minute: here, waiting for the limit is not the subject.
@@ -131,8 +136,11 @@ def workers(
         "AI_BASE_URL": provider.base_url,
         "AI_API_KEY": "provider-key-for-workers",
         "AI_MAX_ATTEMPTS": "1",
+        # A call the provider holds (hold_after) is waited for as long as a test may last.
+        "AI_ATTEMPT_TIMEOUT_SECONDS": str(TEST_TIMEOUT_SECONDS),
+        "AI_REQUEST_DEADLINE_SECONDS": str(TEST_TIMEOUT_SECONDS),
         "AI_CHECK_INTERVAL_SECONDS": "0",
-        "JOB_CONCURRENCY": "4",
+        "JOB_CONCURRENCY": str(CONCURRENCY),
         "JOB_REDELIVERY_SECONDS": str(REDELIVERY_SECONDS),
         "RATE_LIMIT_TIERS": TIERS,
         **BREAKER,
@@ -187,6 +195,16 @@ async def workers_seen(client: AsyncClient, count: int, workers: Workers) -> Non
         if loop.time() > deadline:
             pytest.fail(f"{count} worker(s) did not come up; logs:\n{workers.logs()}")
         await asyncio.sleep(0.05)
+
+
+async def holding(provider: OpenAICompatibleServer, count: int, workers: Workers) -> None:
+    """Until the provider holds `count` calls unanswered (see `hold_after`)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE_SECONDS
+    while provider.holding < count:
+        if loop.time() > deadline:
+            pytest.fail(f"the provider never held {count} calls; logs:\n{workers.logs()}")
+        await asyncio.sleep(0.02)
 
 
 async def until(
@@ -298,12 +316,15 @@ class TestJobWorkers:
         after JOB_REDELIVERY_SECONDS → item state, history row and usage in one transaction.
         Business impact: workers die (deploys, OOM, spot instances); each item must still be
         answered once and billed once.
-        Test strategy: an issued key submits 60 texts to one worker (100 ms a call); SIGKILL
-        it once 8 are done; start another.
-        Success criteria: completed with 60 done; 60 history rows, one per item; the key's
-        usage is 60 requests; the items in the dead worker's hands were delivered twice.
+        Test strategy: an issued key submits 24 texts to two workers (JOB_CONCURRENCY=4,
+        started together); the provider answers 8 calls and holds every later one; SIGKILL
+        one worker once 8 calls are held (every slot of both: the 8 items before are
+        committed); release the calls.
+        Success criteria: 8 done at the kill; completed with 24 done; 24 history rows, one per
+        item; the key's usage is 24 requests; exactly the 4 items in the dead worker's hands
+        were delivered twice.
         """
-        provider.take(0.1)
+        provider.hold_after(8)
         client = await api(make_client, redis_backend, database_backend)
         issued = {
             "X-API-Key": (
@@ -312,18 +333,18 @@ class TestJobWorkers:
                 )
             ).json()["api_key"]
         }
-        first = workers.start()
-        await workers_seen(client, 1, workers)
+        doomed, _ = workers.start(), workers.start()
         job_id = (
             await client.post(
-                "/v1/jobs", json={"operation": "sentiment", "items": texts(60)}, headers=issued
+                "/v1/jobs", json={"operation": "sentiment", "items": texts(24)}, headers=issued
             )
         ).json()["job_id"]
 
-        midway = await until(client, job_id, lambda info: info["done"] >= 8, workers, issued)
-        first.kill()  # SIGKILL: no shutdown, no acknowledgement of the items in hand
-        first.wait()
-        workers.start()
+        await holding(provider, 2 * CONCURRENCY, workers)
+        midway = (await client.get(f"/v1/jobs/{job_id}", headers=issued)).json()
+        doomed.kill()  # SIGKILL: no shutdown, no acknowledgement of the items in hand
+        doomed.wait()
+        provider.release()
         info = await until(client, job_id, finished, workers, issued)
         history = await query(
             database_backend.url,
@@ -337,11 +358,11 @@ class TestJobWorkers:
         )
         account = (await client.get("/v1/auth/me", headers=issued)).json()
 
-        assert midway["done"] < 60
-        assert (info["status"], info["done"], info["failed"]) == ("completed", 60, 0)
-        assert history == [(60, 60)]
-        assert account["usage"]["requests"] == 60
-        assert redelivered[0][0] >= 1
+        assert (midway["done"], midway["pending"]) == (8, 16)
+        assert (info["status"], info["done"], info["failed"]) == ("completed", 24, 0)
+        assert history == [(24, 24)]
+        assert account["usage"]["requests"] == 24
+        assert redelivered == [(CONCURRENCY,)]
 
     @pytest.mark.covers("JOB-02")
     @on_real_redis
