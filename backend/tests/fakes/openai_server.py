@@ -124,7 +124,9 @@ class OpenAICompatibleServer:
 
     def hold_after(self, requests: int) -> None:
         """Answer the first `requests` completions requests of this server; hold every later
-        one, unanswered, until its client leaves (counted as abandoned) or `release()`."""
+        one, unanswered, until its client leaves (counted as abandoned) or `release()`, then
+        answer it as the server answers at that moment (`fail()` before `release()`: an
+        error)."""
         with self._lock:
             self._hold_after = requests
 
@@ -165,6 +167,10 @@ class OpenAICompatibleServer:
             held = self._hold_after is not None and self._requests > self._hold_after
             self._holding += held
             return held
+
+    def _reply(self) -> tuple[HTTPStatus, dict[str, str]]:
+        with self._lock:
+            return self._status, dict(self._headers)
 
     def _still_held(self) -> bool:
         with self._lock:
@@ -221,6 +227,7 @@ def _handler_for(server: OpenAICompatibleServer) -> type[BaseHTTPRequestHandler]
                 server._let_go(client_left=left)
                 if left:
                     return
+                status, headers = server._reply()  # what the server answers now
             if latency:
                 time.sleep(latency)
             if status is not HTTPStatus.OK:

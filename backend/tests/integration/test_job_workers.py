@@ -187,16 +187,6 @@ async def api(make_client: ClientFactory, redis: RedisBackend, database: Databas
     )
 
 
-async def workers_seen(client: AsyncClient, count: int, workers: Workers) -> None:
-    """Until /internal/jobs lists `count` live workers (each reports itself as it starts)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + STARTUP_SECONDS
-    while len((await client.get("/internal/jobs", headers=OPERATOR)).json()["workers"]) < count:
-        if loop.time() > deadline:
-            pytest.fail(f"{count} worker(s) did not come up; logs:\n{workers.logs()}")
-        await asyncio.sleep(0.05)
-
-
 async def holding(provider: OpenAICompatibleServer, count: int, workers: Workers) -> None:
     """Until the provider holds `count` calls unanswered (see `hold_after`)."""
     loop = asyncio.get_running_loop()
@@ -266,23 +256,27 @@ class TestJobWorkers:
         redis_backend: RedisBackend,
         database_backend: DatabaseBackend,
         workers: Workers,
+        provider: OpenAICompatibleServer,
     ):
         """Two worker processes take items of the same job; together they answer all of it.
 
         Integration scope: API → Redis stream → two consumers of one group → the database.
         Business impact: throughput grows with workers only if one job spreads across them.
-        Test strategy: start two workers, wait until both report; submit 40 texts.
-        Success criteria: completed with 40 done; the items name both workers; one history
+        Test strategy: two workers (JOB_CONCURRENCY=4) started together; submit 8 texts with
+        the provider holding every call: once it holds 8, each worker has 4 in hand; release.
+        Success criteria: completed with 8 done; the items name both workers; one history
         row per item.
         """
+        provider.hold_after(0)
         client = await api(make_client, redis_backend, database_backend)
         workers.start()
         workers.start()
-        await workers_seen(client, 2, workers)
 
         job_id = (
-            await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(40)})
+            await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(8)})
         ).json()["job_id"]
+        await holding(provider, 2 * CONCURRENCY, workers)
+        provider.release()
         info = await until(client, job_id, finished, workers)
         by_worker = await query(
             database_backend.url,
@@ -295,9 +289,9 @@ class TestJobWorkers:
             job=job_id,
         )
 
-        assert (info["status"], info["done"], info["failed"]) == ("completed", 40, 0)
-        assert len(by_worker) == 2
-        assert history == [(40, 40)]
+        assert (info["status"], info["done"], info["failed"]) == ("completed", 8, 0)
+        assert sorted(count for _, count in by_worker) == [CONCURRENCY, CONCURRENCY]
+        assert history == [(8, 8)]
 
     @pytest.mark.covers("JOB-02")
     @on_real_redis
@@ -382,24 +376,23 @@ class TestJobWorkers:
         messages, so these items would have waited for the next job).
         Business impact: the last items of a job, in the hands of a worker that died, must
         not wait for somebody's next job to be finished.
-        Test strategy: one worker takes all 4 items of a job (JOB_CONCURRENCY=4, a provider
-        taking 2 s a call); SIGKILL it while all 4 run; start another.
-        Success criteria: the job completes with 4 done, each item delivered twice, one
-        history row each.
+        Test strategy: two workers started together; a job of 8 items, the provider holding
+        every call: once it holds 8, each worker has 4 in hand and the stream nothing new;
+        SIGKILL one; release the calls.
+        Success criteria: the job completes with 8 done; the dead worker's 4 items delivered
+        twice, the others once; one history row each.
         """
-        provider.take(2.0)
+        provider.hold_after(0)
         client = await api(make_client, redis_backend, database_backend)
-        first = workers.start()
-        await workers_seen(client, 1, workers)
+        doomed, _ = workers.start(), workers.start()
         job_id = (
-            await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(4)})
+            await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(8)})
         ).json()["job_id"]
-        await self._running(client, 4, workers)
+        await holding(provider, 2 * CONCURRENCY, workers)
 
-        first.kill()
-        first.wait()
-        provider.take(0.05)
-        workers.start()
+        doomed.kill()
+        doomed.wait()
+        provider.release()
         info = await until(client, job_id, finished, workers)
         attempts = await query(
             database_backend.url,
@@ -412,20 +405,9 @@ class TestJobWorkers:
             job=job_id,
         )
 
-        assert (info["status"], info["done"]) == ("completed", 4)
-        assert attempts == [(2, 4)]
-        assert history == [(4, 4)]
-
-    @staticmethod
-    async def _running(client: AsyncClient, count: int, workers: Workers) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + DEADLINE_SECONDS
-        while (await client.get("/internal/jobs", headers=OPERATOR)).json()[
-            "running_items"
-        ] < count:
-            if loop.time() > deadline:
-                pytest.fail(f"{count} items never ran at once; logs:\n{workers.logs()}")
-            await asyncio.sleep(0.02)
+        assert (info["status"], info["done"]) == ("completed", 8)
+        assert attempts == [(1, CONCURRENCY), (2, CONCURRENCY)]
+        assert history == [(8, 8)]
 
     @pytest.mark.covers("JOB-06")
     @on_real_redis
@@ -443,25 +425,27 @@ class TestJobWorkers:
         Integration scope: worker → provider 500s → the breaker's state in Redis → every
         worker's items wait → the provider recovers → half-open trial → items answered.
         Business impact: a provider outage delays a job; it must not fail its items.
-        Test strategy: one worker; after 5 items the provider fails until the API (sharing
-        the breaker through Redis) sees it open; then it answers again.
-        Success criteria: the breaker was open mid-job; the job completes with every item
+        Test strategy: one worker; the provider answers 4 calls and holds the next 4 (the
+        worker's slots); it fails them, until the API (sharing the breaker through Redis)
+        sees the breaker open; then it answers again.
+        Success criteria: the breaker was open mid-job; the job completes with its 12 items
         done, none failed.
         """
+        provider.hold_after(4)
         client = await api(make_client, redis_backend, database_backend)
         workers.start()
-        await workers_seen(client, 1, workers)
         job_id = (
-            await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(30)})
+            await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(12)})
         ).json()["job_id"]
-        await until(client, job_id, lambda info: info["done"] >= 5, workers)
+        await holding(provider, CONCURRENCY, workers)
 
         provider.fail()
+        provider.release()
         await self._breaker_state(client, "open")
         provider.answer()
         info = await until(client, job_id, finished, workers)
 
-        assert (info["status"], info["done"], info["failed"]) == ("completed", 30, 0)
+        assert (info["status"], info["done"], info["failed"]) == ("completed", 12, 0)
 
     @staticmethod
     async def _breaker_state(client: AsyncClient, state: str) -> None:
@@ -483,31 +467,36 @@ class TestJobWorkers:
         redis_backend: RedisBackend,
         database_backend: DatabaseBackend,
         workers: Workers,
+        provider: OpenAICompatibleServer,
     ):
         """The API stopped and started again mid-job: the workers go on, the job completes.
 
         Integration scope: API lifespan (no worker of its own with REDIS_URL) → Redis stream
         and database outlive it → a new API process's view of the same job.
         Business impact: deploying the API must not interrupt the jobs its users submitted.
-        Test strategy: one worker; submit 40 texts; stop the API once a few are done; start
-        a new app on the same Redis and database.
-        Success criteria: the job completes with 40 done, seen through the new app.
+        Test strategy: one worker; submit 12 texts, the provider answering 3 calls and
+        holding the next 4 (the worker's slots); stop the API; release the calls; start a new
+        app on the same Redis and database.
+        Success criteria: 3 done when the API stops; the job completes with 12 done, seen
+        through the new app.
         """
+        provider.hold_after(3)
         assert redis_backend.url is not None
         settings = make_settings(database_backend, redis_url=redis_backend.url)
         async with self._served(settings) as first:
             workers.start()
-            await workers_seen(first, 1, workers)
             job_id = (
-                await first.post("/v1/jobs", json={"operation": "summarize", "items": texts(40)})
+                await first.post("/v1/jobs", json={"operation": "summarize", "items": texts(12)})
             ).json()["job_id"]
-            midway = await until(first, job_id, lambda info: info["done"] >= 3, workers)
+            await holding(provider, CONCURRENCY, workers)
+            midway = (await first.get(f"/v1/jobs/{job_id}")).json()
 
+        provider.release()
         async with self._served(settings) as second:
             info = await until(second, job_id, finished, workers)
 
-        assert midway["done"] < 40
-        assert (info["status"], info["done"], info["failed"]) == ("completed", 40, 0)
+        assert midway["done"] == 3
+        assert (info["status"], info["done"], info["failed"]) == ("completed", 12, 0)
 
     @staticmethod
     @asynccontextmanager
@@ -557,24 +546,25 @@ class TestLostJobMessages:
         the unfinished items whose messages were lost → one transaction per item.
         Business impact: a production Redis restarts every week; the jobs in flight must
         finish, and no worker may need a restart (or crash-loop) for it.
-        Test strategy: one worker, a provider taking 0.2 s a call; submit 12 texts; once one
-        is done, kill the redis-server and start it again on the same port; submit 4 more.
+        Test strategy: one worker; submit 12 texts, the provider answering 2 calls and
+        holding the next 4 (the worker's slots: 6 items wait in the stream); kill the
+        redis-server and start it again on the same port; release the calls; submit 4 more.
         Success criteria: the same worker process still runs; both jobs complete with every
         item done, one history row each; the worker said once that the stream was gone.
         """
-        provider.take(0.2)
+        provider.hold_after(2)
         own = RedisBackend("redis-server", url=redis_process.url)
         client = await api(make_client, own, database_backend)
         workers.env["REDIS_URL"] = redis_process.url
         worker = workers.start()
-        await workers_seen(client, 1, workers)
         before = (
             await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(12)})
         ).json()["job_id"]
-        await until(client, before, lambda info: info["done"] >= 1, workers)
+        await holding(provider, CONCURRENCY, workers)
 
         redis_process.stop()
         redis_process.start()
+        provider.release()
         after = (
             await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(4)})
         ).json()["job_id"]
@@ -662,21 +652,21 @@ class TestLostJobMessages:
         one worker per turn → every item processed.
         Business impact: an API killed (deploy, OOM) while sending a 10,000-item job must not
         leave the rest of it queued for ever.
-        Test strategy: no worker yet; submit 20 texts; XDEL the messages of items 8 to 19, as
-        an API that died after sending 8 would have left the stream; start two workers.
-        Success criteria: the job completes with 20 done, one history row each; no item was
-        delivered twice (the two workers did not both send them); one worker said it sent 12.
+        Test strategy: no worker yet; submit 8 texts; XDEL the messages of items 3 to 7, as
+        an API that died after sending 3 would have left the stream; start two workers.
+        Success criteria: the job completes with 8 done, one history row each; no item was
+        delivered twice (the two workers did not both send them); one worker said it sent 5.
         """
         client = await api(make_client, redis_backend, database_backend)
         job_id = (
-            await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(20)})
+            await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(8)})
         ).json()["job_id"]
         unsent = [
             message_id
             for message_id, fields in await redis_inspector.xrange(STREAM)
-            if json.loads(fields[b"data"])["args"][1] >= 8
+            if json.loads(fields[b"data"])["args"][1] >= 3
         ]
-        assert await redis_inspector.xdel(STREAM, *unsent) == 12
+        assert await redis_inspector.xdel(STREAM, *unsent) == 5
 
         workers.start()
         workers.start()
@@ -692,7 +682,7 @@ class TestLostJobMessages:
             job=job_id,
         )
 
-        assert (info["status"], info["done"]) == ("completed", 20)
+        assert (info["status"], info["done"]) == ("completed", 8)
         assert attempts == [(1,)]
-        assert history == [(20, 20)]
-        assert workers.logs(tail=0).count("12 unfinished item(s) had no message") == 1
+        assert history == [(8, 8)]
+        assert workers.logs(tail=0).count("5 unfinished item(s) had no message") == 1
