@@ -128,6 +128,8 @@ class _StreamBroker(RedisStreamBroker):
                     await pipe.execute()
             except _UNREACHABLE as exc:
                 self.outage.began(exc)
+            except ResponseError:  # the stream remade meanwhile: nothing left to acknowledge
+                logger.warning("could not acknowledge job message %s", id, exc_info=True)
 
         return ack
 
