@@ -198,8 +198,9 @@ async def holding(provider: OpenAICompatibleServer, count: int, workers: Workers
 
 
 async def until(
-    client: AsyncClient, job_id: str, done: Any, workers: Workers, headers: Any = None
+    client: AsyncClient, job_id: str, done: Any, workers: Workers | None, headers: Any = None
 ) -> dict[str, Any]:
+    """The job's status once `done` holds; fails past the deadline with the workers' logs."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + DEADLINE_SECONDS
     while True:
@@ -207,19 +208,9 @@ async def until(
         if done(info):
             return info
         if loop.time() > deadline:
-            pytest.fail(f"job stuck at {info}; worker logs:\n{workers.logs()}")
+            logs = workers.logs() if workers else "(no worker process)"
+            pytest.fail(f"job stuck at {info}; worker logs:\n{logs}")
         await asyncio.sleep(0.02)
-
-
-async def until_in_process(client: AsyncClient, job_id: str) -> dict[str, Any]:
-    """Until the job has nothing pending, with no worker process to show the logs of."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE_SECONDS
-    while not finished(info := (await client.get(f"/v1/jobs/{job_id}")).json()):
-        if loop.time() > deadline:
-            pytest.fail(f"job stuck at {info}")
-        await asyncio.sleep(0.02)
-    return info
 
 
 def finished(info: dict[str, Any]) -> bool:
@@ -623,7 +614,7 @@ class TestLostJobMessages:
 
         await redis_inspector.flushdb()
         provider.release.set()
-        info = await until_in_process(client, job_id)
+        info = await until(client, job_id, finished, None)
         history = await query(
             database_backend.url,
             "SELECT count(*), count(DISTINCT job_item) FROM request_history WHERE job_id = :job",
