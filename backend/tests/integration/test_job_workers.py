@@ -174,6 +174,7 @@ def queue_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFix
 
 
 STREAM = "llm:jobs"  # JOB_QUEUE_NAME's default
+REDIS_AWAY = "job queue: Redis does not answer"
 STREAM_GONE = "is gone (Redis restarted without persistence"
 
 
@@ -185,6 +186,16 @@ async def api(make_client: ClientFactory, redis: RedisBackend, database: Databas
         breaker_recovery_seconds=float(BREAKER["BREAKER_RECOVERY_SECONDS"]),
         rate_limit_tiers=json.loads(TIERS),
     )
+
+
+async def logged(workers: Workers, text: str) -> None:
+    """Until a worker's log has `text`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE_SECONDS
+    while text not in workers.logs(tail=0):
+        if loop.time() > deadline:
+            pytest.fail(f"no worker logged {text!r}; logs:\n{workers.logs()}")
+        await asyncio.sleep(0.02)
 
 
 async def holding(provider: OpenAICompatibleServer, count: int, workers: Workers) -> None:
@@ -539,9 +550,11 @@ class TestLostJobMessages:
         finish, and no worker may need a restart (or crash-loop) for it.
         Test strategy: one worker; submit 12 texts, the provider answering 2 calls and
         holding the next 4 (the worker's slots: 6 items wait in the stream); kill the
-        redis-server and start it again on the same port; release the calls; submit 4 more.
-        Success criteria: the same worker process still runs; both jobs complete with every
-        item done, one history row each; the worker said once that the stream was gone.
+        redis-server; once the worker says Redis does not answer, start it again on the same
+        port; release the calls; submit 4 more.
+        Success criteria: the worker process runs while Redis is away and after; both jobs
+        complete with every item done, one history row each; the worker said once that Redis
+        did not answer, and once that the stream was gone.
         """
         provider.hold_after(2)
         own = RedisBackend("redis-server", url=redis_process.url)
@@ -554,6 +567,8 @@ class TestLostJobMessages:
         await holding(provider, CONCURRENCY, workers)
 
         redis_process.stop()
+        await logged(workers, REDIS_AWAY)
+        alive_while_away = worker.poll() is None
         redis_process.start()
         provider.release()
         after = (
@@ -566,12 +581,14 @@ class TestLostJobMessages:
             "GROUP BY job_id",
         )
 
+        assert alive_while_away
         assert worker.poll() is None
         assert [(info["status"], info["done"]) for info in infos] == [
             ("completed", 12),
             ("completed", 4),
         ]
         assert sorted(history) == sorted([(before, 12, 12), (after, 4, 4)])
+        assert workers.logs(tail=0).count(REDIS_AWAY) == 1
         assert workers.logs(tail=0).count(STREAM_GONE) == 1
 
     @pytest.mark.covers("JOB-13")
