@@ -166,7 +166,7 @@ async def open_resources(
         )
         jobs = JobService(database, job_queue, settings)
         if not worker_process:
-            embedded = await _start_jobs(settings, job_queue, job_runner, stop_embedded)
+            embedded = await _start_jobs(settings, job_queue, job_runner, jobs, stop_embedded)
         if settings.uses_dev_keys:
             logger.warning(
                 "development keys in use: public %r, operator %r (set API_KEYS and "
@@ -214,6 +214,7 @@ async def _start_jobs(
     settings: Settings,
     queue: JobQueue,
     runner: JobRunner,
+    jobs: JobService,
     stop: asyncio.Event,
 ) -> "asyncio.Task[None] | None":
     """Connect the API to the job queue, with a worker of its own when it should run one."""
@@ -233,7 +234,16 @@ async def _start_jobs(
         )
         return None
     logger.info("jobs: this process runs a worker of its own too (JOB_EMBEDDED_WORKER=true)")
-    return asyncio.create_task(queue.work(runner.run_item, stop))
+    worker = asyncio.create_task(queue.work(runner.run_item, stop, sweep=jobs.send_unsent))
+    worker.add_done_callback(_report_stopped)
+    return worker
+
+
+def _report_stopped(worker: "asyncio.Task[None]") -> None:
+    """The embedded worker waits for Redis rather than fail: an end it was not asked for is a
+    bug, said loudly, since the API goes on accepting jobs."""
+    if not worker.cancelled() and (error := worker.exception()) is not None:
+        logger.error("the embedded job worker stopped: jobs stay queued", exc_info=error)
 
 
 async def _open_redis(url: str, timeout_seconds: float) -> Redis:

@@ -39,5 +39,7 @@ async def run(settings: Settings, externals: Externals | None = None) -> None:
             settings.job_queue_name,
             settings.job_redelivery_seconds,
         )
-        await resources.job_queue.work(resources.job_runner.run_item, stop)
+        await resources.job_queue.work(
+            resources.job_runner.run_item, stop, sweep=resources.jobs.send_unsent
+        )
     logger.info("job worker stopped")

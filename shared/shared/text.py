@@ -407,6 +407,13 @@ class HistoryRecord(BaseModel):
         default=False,
         description="True when the model counts no tokens and they were estimated (`local`).",
     )
+    job_id: str | None = Field(
+        default=None, description="The batch job this row is an item of; null for a request."
+    )
+    job_item: int | None = Field(
+        default=None,
+        description="The item's position in its job (its `index` in the job's results).",
+    )
 
 
 class HistoryPage(BaseModel):

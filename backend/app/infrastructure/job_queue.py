@@ -14,6 +14,10 @@ message is small and a redelivered one finds the item's state there (services/jo
   limit or the circuit breaker, or a slow provider, is not handed to a second worker: only a
   worker that stops answering loses its messages. An acknowledged message is deleted, so the
   stream's length is the queue's depth.
+- Redis going away does not stop a worker: it logs one warning, tries again with backoff while
+  Redis does not answer, and makes the stream and its consumer group again (XGROUP CREATE
+  MKSTREAM) when Redis comes back without them (a restart without persistence, FLUSHDB). The
+  messages lost with them are sent again by the workers' sweep (`JobService.send_unsent`).
 - `InMemoryBroker` (taskiq) runs each message as a task of this process: the zero-configuration
   default, and what tests use when they need no Redis. Nothing survives a restart, so the
   runner queues the unfinished items again at start.
@@ -26,13 +30,18 @@ import contextlib
 import json
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 from taskiq import AckableMessage, AsyncBroker, InMemoryBroker
 from taskiq.receiver import Receiver
 from taskiq_redis import RedisStreamBroker
@@ -42,6 +51,16 @@ logger = logging.getLogger(__name__)
 TASK_NAME = "process_job_item"
 GROUP = "workers"
 ItemHandler = Callable[[str, int], Awaitable[None]]
+Sweep = Callable[[], Awaitable[int]]
+# Redis not answering (restarting, unreachable): tried again after a pause that doubles up to this.
+_RETRY_FIRST_SECONDS = 0.1
+_RETRY_MAX_SECONDS = 5.0
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# What Redis answers a consumer once the stream (with its group) is gone: `UNBLOCKED` to a read
+# waiting on it, `NOGROUP` to every command after.
+_STREAM_GONE = ("NOGROUP", "UNBLOCKED")
+_SCAN_CHUNK = 1000
+_REDIS_TIMEOUT_SECONDS = 10.0
 # Workers report every few seconds; one unheard of for this long is no longer listed.
 WORKER_SEEN_SECONDS = 60.0
 _ENQUEUE_CHUNK = 200
@@ -64,68 +83,158 @@ class _StreamBroker(RedisStreamBroker):
             xread_count=batch,
             unacknowledged_batch_size=batch,
             max_connection_pool_size=64,
+            # As in redis_client.create_redis: with them on, the pool does not check for the
+            # connections a restarted Redis closed, and each fails its next command.
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
+            # A Redis that stops answering (frozen, or a dead network) is an error to wait
+            # out, not a read blocked for ever: a bound well above the read's own block.
+            socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
+            socket_timeout=_REDIS_TIMEOUT_SECONDS,
         )
         self.in_flight: set[str] = set()
+        self.outage = RedisOutage()
+        # Set when this worker made the consumer group: the messages of an earlier stream, if
+        # there was one, are lost, and the sweep should look for their items now.
+        self.group_made = asyncio.Event()
+
+    async def startup(self) -> None:
+        # No consumer group here (taskiq-redis makes it now, and a worker started while Redis
+        # is away would crash): `listen` makes it, waiting for Redis.
+        await super(RedisStreamBroker, self).startup()
+
+    async def _make_group(self, redis: Redis) -> None:
+        try:
+            await redis.xgroup_create(
+                self.queue_name, self.consumer_group_name, id=self.consumer_id, mkstream=True
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+            return  # another worker made it
+        self.group_made.set()
 
     def _ack_generator(self, id: str, queue_name: str) -> Callable[[], Awaitable[None]]:
         async def ack() -> None:
-            async with (
-                Redis(connection_pool=self.connection_pool) as redis,
-                redis.pipeline(transaction=False) as pipe,
-            ):
-                pipe.xack(queue_name, self.consumer_group_name, id)
-                pipe.xdel(queue_name, id)
-                await pipe.execute()
+            # The item is finished in the database already: a message left unacknowledged
+            # (Redis away) is delivered again, and skipped.
             self.in_flight.discard(id)
+            try:
+                async with (
+                    Redis(connection_pool=self.connection_pool) as redis,
+                    redis.pipeline(transaction=False) as pipe,
+                ):
+                    pipe.xack(queue_name, self.consumer_group_name, id)
+                    pipe.xdel(queue_name, id)
+                    await pipe.execute()
+            except _UNREACHABLE as exc:
+                self.outage.began(exc)
+            except ResponseError:  # the stream remade meanwhile: nothing left to acknowledge
+                logger.warning("could not acknowledge job message %s", id, exc_info=True)
 
         return ack
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
-        async with Redis(connection_pool=self.connection_pool) as redis:
-            while True:
-                fetched: Any = await redis.xreadgroup(
-                    self.consumer_group_name,
-                    self.consumer_name,
-                    {self.queue_name: ">"},
-                    block=self.block,
-                    count=self.count,
-                )
-                messages: list[Any] = [message for _, batch in fetched for message in batch]
-                claim: list[Any] = await redis.xautoclaim(
+        """New messages and those of workers that stopped answering, for as long as asked:
+        Redis away or emptied is waited for, never raised."""
+        pause = _RETRY_FIRST_SECONDS
+        group_made = False
+        while True:
+            try:
+                async with Redis(connection_pool=self.connection_pool) as redis:
+                    if not group_made:
+                        await self._make_group(redis)
+                        self.outage.ended()
+                        group_made = True
+                    while True:
+                        messages = await self._read(redis)
+                        self.outage.ended()
+                        pause = _RETRY_FIRST_SECONDS
+                        for message_id, data in messages:
+                            self.in_flight.add(message_id)
+                            yield AckableMessage(
+                                data=data,
+                                ack=self._ack_generator(id=message_id, queue_name=self.queue_name),
+                            )
+            except ResponseError as exc:
+                if not str(exc).startswith(_STREAM_GONE):
+                    raise
+                logger.warning(
+                    "job stream %s is gone (Redis restarted without persistence, or was "
+                    "flushed): making it again; the unfinished items whose messages were lost "
+                    "are sent again",
                     self.queue_name,
-                    self.consumer_group_name,
-                    self.consumer_name,
-                    min_idle_time=self.idle_timeout,
-                    count=self.unacknowledged_batch_size,
                 )
-                claimed = claim[1]
-                if claimed:
-                    logger.warning(
-                        "claimed %d job message(s) of a worker that stopped answering",
-                        len(claimed),
-                    )
-                for message_id, fields in [*messages, *claimed]:
-                    if fields is None:  # deleted meanwhile: XAUTOCLAIM reports it, and drops it
-                        continue
-                    self.in_flight.add(message_id)
-                    yield AckableMessage(
-                        data=fields[b"data"],
-                        ack=self._ack_generator(id=message_id, queue_name=self.queue_name),
-                    )
+                group_made = False
+            except _UNREACHABLE as exc:
+                self.outage.began(exc)
+                await asyncio.sleep(pause * random.uniform(1.0, 1.5))  # noqa: S311 - jitter
+                pause = min(pause * 2, _RETRY_MAX_SECONDS)
+
+    async def _read(self, redis: Redis) -> list[tuple[str, bytes]]:
+        """New messages (waiting up to `block` for one), then those idle past `idle_timeout`."""
+        fetched: Any = await redis.xreadgroup(
+            self.consumer_group_name,
+            self.consumer_name,
+            {self.queue_name: ">"},
+            block=self.block,
+            count=self.count,
+        )
+        messages: list[Any] = [message for _, batch in fetched for message in batch]
+        claim: list[Any] = await redis.xautoclaim(
+            self.queue_name,
+            self.consumer_group_name,
+            self.consumer_name,
+            min_idle_time=self.idle_timeout,
+            count=self.unacknowledged_batch_size,
+        )
+        claimed = claim[1]
+        if claimed:
+            logger.warning(
+                "claimed %d job message(s) of a worker that stopped answering", len(claimed)
+            )
+        # A message deleted meanwhile: XAUTOCLAIM reports it without fields, and drops it.
+        return [(id, fields[b"data"]) for id, fields in [*messages, *claimed] if fields]
 
     async def refresh_in_flight(self) -> None:
         """Reset the idle time of the messages this worker holds: it is alive."""
         if not self.in_flight:
             return
         async with Redis(connection_pool=self.connection_pool) as redis:
-            await redis.xclaim(
-                self.queue_name,
-                self.consumer_group_name,
-                self.consumer_name,
-                min_idle_time=0,
-                message_ids=list(self.in_flight),
-                justid=True,
+            try:
+                await redis.xclaim(
+                    self.queue_name,
+                    self.consumer_group_name,
+                    self.consumer_name,
+                    min_idle_time=0,
+                    message_ids=list(self.in_flight),
+                    justid=True,
+                )
+            except ResponseError as exc:
+                if not str(exc).startswith(_STREAM_GONE):
+                    raise
+                # Lost with the stream; `listen` makes it again.
+
+
+class RedisOutage:
+    """A Redis that stopped answering, logged once when it stops and once when it is back."""
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+
+    def began(self, error: BaseException) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
+            logger.warning(
+                "job queue: Redis does not answer (%s); trying again, with backoff, until it does",
+                error or type(error).__name__,
             )
+
+    def ended(self) -> None:
+        if self._since is not None:
+            logger.info(
+                "job queue: Redis answers again after %.1f s", time.monotonic() - self._since
+            )
+            self._since = None
 
 
 @dataclass(frozen=True)
@@ -224,41 +333,114 @@ class JobQueue:
     def _workers_key(self) -> str:
         return f"{self.queue_name}:workers"
 
-    async def work(self, handler: ItemHandler, stop: asyncio.Event) -> None:
-        """Take items from the Redis stream until `stop` is set, JOB_CONCURRENCY at once."""
+    async def messages(self) -> set[tuple[str, int]]:
+        """`(job_id, position)` of every message in the stream: waiting, or in a worker's hands
+        (an acknowledged message is deleted). Read a chunk at a time; empty in memory."""
+        if not isinstance(self.broker, _StreamBroker):
+            return set()
+        found: set[tuple[str, int]] = set()
+        start = "-"
+        async with Redis(connection_pool=self.broker.connection_pool) as redis:
+            while chunk := await redis.xrange(self.queue_name, start, "+", count=_SCAN_CHUNK):
+                entries: list[tuple[bytes, dict[bytes, bytes]]] = cast(Any, chunk)
+                for _, fields in entries:
+                    job_id, position = self.broker.formatter.loads(fields[b"data"]).args
+                    found.add((job_id, position))
+                start = "(" + entries[-1][0].decode()
+        return found
+
+    async def work(
+        self, handler: ItemHandler, stop: asyncio.Event, sweep: Sweep | None = None
+    ) -> None:
+        """Take items from the Redis stream until `stop` is set, JOB_CONCURRENCY at once; and
+        `sweep` (send the items the stream lacks) every JOB_REDELIVERY_SECONDS, by one worker
+        at a time."""
         broker = self.broker
         if not isinstance(broker, _StreamBroker):
             raise RuntimeError("a worker process needs REDIS_URL: the in-memory queue is local")
         await self.start(handler)
-        receiver = Receiver(
-            broker,
-            max_async_tasks=self.concurrency,
-            max_prefetch=0,
-            run_startup=False,
-            propagate_exceptions=False,
-            wait_tasks_timeout=self.redelivery_seconds,
-        )
-        beat = asyncio.create_task(self._heartbeat(broker, stop))
+        chores = [asyncio.create_task(self._heartbeat(broker, stop))]
+        if sweep is not None:
+            chores.append(asyncio.create_task(self._sweeps(broker, sweep, stop)))
         try:
-            await receiver.listen(stop)
+            await self._receive(broker, stop)
         finally:
-            beat.cancel()
-            await asyncio.gather(beat, return_exceptions=True)
+            for chore in chores:
+                chore.cancel()
+            await asyncio.gather(*chores, return_exceptions=True)
             await self._forget(broker)
+
+    async def _receive(self, broker: _StreamBroker, stop: asyncio.Event) -> None:
+        """Taskiq's receiver, started again should it fail (a bug, not Redis: the broker waits
+        for Redis), after a pause: a worker never stops taking items unless told to."""
+        pause = _RETRY_FIRST_SECONDS
+        while not stop.is_set():
+            receiver = Receiver(
+                broker,
+                max_async_tasks=self.concurrency,
+                max_prefetch=0,
+                run_startup=False,
+                propagate_exceptions=False,
+                wait_tasks_timeout=self.redelivery_seconds,
+            )
+            try:
+                await receiver.listen(stop)
+            except Exception:
+                logger.exception("job worker: the receiver failed; starting it again")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
+                pause = min(pause * 2, _RETRY_MAX_SECONDS)
 
     async def _heartbeat(self, broker: _StreamBroker, stop: asyncio.Event) -> None:
         """Keep this worker's messages and its entry in the workers' hash fresh."""
-        interval = min(5.0, self.redelivery_seconds / 3)
         while not stop.is_set():
             try:
                 await broker.refresh_in_flight()
                 async with Redis(connection_pool=broker.connection_pool) as redis:
                     entry = {"last_seen": time.time(), "concurrency": self.concurrency}
                     await redis.hset(self._workers_key, broker.consumer_name, json.dumps(entry))
-            except Exception:  # Redis away for a while: the next beat tries again
-                logger.warning("job worker heartbeat failed", exc_info=True)
+            except _UNREACHABLE as exc:  # the next beat tries again
+                broker.outage.began(exc)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+                await asyncio.wait_for(stop.wait(), self._beat_seconds)
+
+    @property
+    def _beat_seconds(self) -> float:
+        return min(5.0, self.redelivery_seconds / 3)
+
+    async def _sweeps(self, broker: _StreamBroker, sweep: Sweep, stop: asyncio.Event) -> None:
+        """`sweep` every JOB_REDELIVERY_SECONDS by whichever worker takes the turn first (a key
+        set with NX that expires with the turn), and at once when this worker made the stream's
+        consumer group (the messages of an earlier stream are lost)."""
+        turn = int(self.redelivery_seconds * 1000)
+        while not stop.is_set():
+            made = broker.group_made.is_set()
+            broker.group_made.clear()
+            try:
+                async with Redis(connection_pool=broker.connection_pool) as redis:
+                    mine = await redis.set(self._sweep_key, broker.consumer_name, nx=True, px=turn)
+                if made:  # first, the other workers' heartbeats: their items are not unsent
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self._beat_seconds)
+                if mine or made:
+                    await sweep()
+            except _UNREACHABLE as exc:
+                broker.outage.began(exc)
+            except Exception:
+                logger.exception("job worker: the sweep for unsent items failed")
+            waits = [
+                asyncio.create_task(stop.wait()),
+                asyncio.create_task(broker.group_made.wait()),
+            ]
+            await asyncio.wait(
+                waits, timeout=self.redelivery_seconds, return_when="FIRST_COMPLETED"
+            )
+            for wait in waits:
+                wait.cancel()
+
+    @property
+    def _sweep_key(self) -> str:
+        return f"{self.queue_name}:sweep"
 
     async def _forget(self, broker: _StreamBroker) -> None:
         try:

@@ -85,6 +85,8 @@ class HistoryService:
                     input_tokens=row.input_tokens,
                     output_tokens=row.output_tokens,
                     tokens_estimated=row.tokens_estimated,
+                    job_id=row.job_id,
+                    job_item=row.job_item,
                 )
                 for row in rows
             ]

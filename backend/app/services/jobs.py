@@ -47,6 +47,7 @@ class JobService:
         self._database = database
         self._queue = queue
         self._stuck_seconds = settings.job_stuck_seconds
+        self._redelivery_seconds = settings.job_redelivery_seconds
         self._concurrency = settings.job_concurrency
         self._embedded = settings.runs_embedded_worker
         # The in-memory queue died with the last process: its unfinished items are queued again
@@ -205,6 +206,55 @@ class JobService:
                 await self.requeue_unfinished()
                 self._recovered = True
 
+    async def send_unsent(self) -> int:
+        """Send again each unfinished item of which the Redis stream holds no message: the API
+        that stored it died before sending it, or Redis lost it (a restart without
+        persistence, FLUSHDB). Workers call this in turns (JobQueue.work).
+
+        Only items of jobs older than JOB_REDELIVERY_SECONDS (a younger job's messages may be
+        on their way still), and not a running item whose worker is alive (it will finish it).
+        The stream is read before the database: a message deleted in between is acknowledged,
+        so its item was finished (committed) before, and is not pending any more. A message
+        sent twice all the same is harmless: the runner finishes and bills an item once.
+        """
+        in_stream = await self._queue.messages()
+        alive = [worker.name for worker in await self._queue.workers()]
+        before = utcnow() - timedelta(seconds=self._redelivery_seconds)
+        async with self._database.session() as session:
+            rows = (
+                await session.execute(
+                    select(JobItem.job_id, JobItem.position)
+                    .join(Job, Job.id == JobItem.job_id)
+                    .where(Job.created_at < before)
+                    .where(
+                        (JobItem.status == ItemStatus.QUEUED.value)
+                        | (
+                            (JobItem.status == ItemStatus.RUNNING.value)
+                            & JobItem.worker.not_in(alive)
+                        )
+                    )
+                    .order_by(JobItem.job_id, JobItem.position)
+                )
+            ).all()
+        unsent = [
+            (job_id, position) for job_id, position in rows if (job_id, position) not in in_stream
+        ]
+        await self._send(unsent)
+        if unsent:
+            logger.warning(
+                "jobs: %d unfinished item(s) had no message in the queue (an API stopped while "
+                "sending them, or Redis lost them): sent again",
+                len(unsent),
+            )
+        return len(unsent)
+
+    async def _send(self, items: Sequence[tuple[str, int]]) -> None:
+        by_job: dict[str, list[int]] = {}
+        for job_id, position in items:
+            by_job.setdefault(job_id, []).append(position)
+        for job_id, positions in by_job.items():
+            await self._queue.enqueue(job_id, positions)
+
     async def requeue_unfinished(self) -> int:
         """Queue every unfinished item again: the in-memory queue lost them with the process
         that held them. Items finished meanwhile are skipped by the runner."""
@@ -216,11 +266,7 @@ class JobService:
                     .order_by(JobItem.job_id, JobItem.position)
                 )
             ).all()
-        by_job: dict[str, list[int]] = {}
-        for job_id, position in rows:
-            by_job.setdefault(job_id, []).append(position)
-        for job_id, positions in by_job.items():
-            await self._queue.enqueue(job_id, positions)
+        await self._send([(job_id, position) for job_id, position in rows])
         if rows:
             logger.info("jobs: %d unfinished item(s) queued again", len(rows))
         return len(rows)

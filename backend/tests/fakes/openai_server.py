@@ -39,6 +39,8 @@ PROMPT_TOKENS = 42
 COMPLETION_TOKENS = 17
 # How long a paused stream waits for its client to leave before giving up on it.
 PAUSE_LIMIT_SECONDS = 30.0
+# How long a held request waits for `release()` or its client to leave: longer than any test.
+HOLD_LIMIT_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class OpenAICompatibleServer:
         self._plan = StreamPlan()
         self._latency = 0.0
         self._abandoned = 0
+        self._hold_after: int | None = None
+        self._holding = 0
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._http.daemon_threads = True
         # A short poll interval: stop() waits for the serving loop to notice, up to one interval.
@@ -81,6 +85,12 @@ class OpenAICompatibleServer:
     def abandoned(self) -> int:
         with self._lock:
             return self._abandoned
+
+    @property
+    def holding(self) -> int:
+        """Requests held now (see `hold_after`)."""
+        with self._lock:
+            return self._holding
 
     @property
     def model_listings(self) -> int:
@@ -112,6 +122,19 @@ class OpenAICompatibleServer:
         with self._lock:
             self._latency = seconds
 
+    def hold_after(self, requests: int) -> None:
+        """Answer the first `requests` completions requests of this server; hold every later
+        one, unanswered, until its client leaves (counted as abandoned) or `release()`, then
+        answer it as the server answers at that moment (`fail()` before `release()`: an
+        error)."""
+        with self._lock:
+            self._hold_after = requests
+
+    def release(self) -> None:
+        """Answer held requests, and every request from now on."""
+        with self._lock:
+            self._hold_after = None
+
     def fail(self, status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR) -> None:
         """Answer every request with this error status."""
         self._set(status, {})
@@ -124,6 +147,7 @@ class OpenAICompatibleServer:
         self._thread.start()
 
     def stop(self) -> None:
+        self.release()
         self._http.shutdown()
         self._http.server_close()
         self._thread.join(timeout=5)
@@ -136,6 +160,26 @@ class OpenAICompatibleServer:
         with self._lock:
             self._requests += 1
             return self._status, dict(self._headers), self._plan, self._latency
+
+    def _held(self) -> bool:
+        """Whether the request just taken is to be held (see `hold_after`)."""
+        with self._lock:
+            held = self._hold_after is not None and self._requests > self._hold_after
+            self._holding += held
+            return held
+
+    def _reply(self) -> tuple[HTTPStatus, dict[str, str]]:
+        with self._lock:
+            return self._status, dict(self._headers)
+
+    def _still_held(self) -> bool:
+        with self._lock:
+            return self._hold_after is not None
+
+    def _let_go(self, *, client_left: bool) -> None:
+        with self._lock:
+            self._holding -= 1
+            self._abandoned += client_left
 
     def _client_left(self) -> None:
         with self._lock:
@@ -175,6 +219,15 @@ def _handler_for(server: OpenAICompatibleServer) -> type[BaseHTTPRequestHandler]
                 self._send(HTTPStatus.NOT_FOUND, _error("not_found", f"no route {self.path}"))
                 return
             status, headers, plan, latency = server._take_request()
+            if server._held():
+                deadline = time.monotonic() + HOLD_LIMIT_SECONDS
+                left = False
+                while server._still_held() and time.monotonic() < deadline and not left:
+                    left = self._client_leaves_within(0.02)
+                server._let_go(client_left=left)
+                if left:
+                    return
+                status, headers = server._reply()  # what the server answers now
             if latency:
                 time.sleep(latency)
             if status is not HTTPStatus.OK:

@@ -100,7 +100,8 @@ class TestJobsEmbedded:
     """Seam: POST /v1/jobs → JobService → in-memory Taskiq broker → JobRunner (embedded worker)
     → TextProcessor → history, usage and job items in the database → GET /v1/jobs/{id}(/results).
 
-    Paths: JOB-01, JOB-04, JOB-05, JOB-06, JOB-07, JOB-08, JOB-09, JOB-10, JOB-11, JOB-12
+    Paths: JOB-01, JOB-04, JOB-05, JOB-06, JOB-07, JOB-08, JOB-09, JOB-10, JOB-11, JOB-12,
+    JOB-15
     Real: the app from create_app in its lifespan (its embedded worker), every layer of ours,
     Taskiq's InMemoryBroker, over in-process HTTP; SQLite and PostgreSQL; the in-memory cache,
     breaker and rate limiter.
@@ -148,6 +149,46 @@ class TestJobsEmbedded:
         assert {item["response"]["result"]["kind"] for item in items} == {"sentiment"}
         assert await history_of(database_backend.url, job_id) == (12, 12)
         assert account.json()["usage"]["requests"] == 12
+
+    @pytest.mark.covers("JOB-15")
+    async def test_history_names_each_job_items_job_and_position(
+        self, make_client: ClientFactory, database_backend: DatabaseBackend
+    ):
+        """The caller's history says which job and item each row of a job's belongs to.
+
+        Integration scope: runner → history row with job_id and job_item → GET /v1/history →
+        the shared HistoryRecord contract.
+        Business impact: a caller reconciling a bill or an audit with their jobs needs to
+        know which of the rows were which job's items, not only that they were made.
+        Test strategy: an issued key makes one request of its own, then a job of 3 texts;
+        read its history.
+        Success criteria: four rows: the job's three name the job and positions 0, 1 and 2;
+        the request's names no job.
+        """
+        client = await make_client(database=database_backend)
+        registered = await client.post(
+            "/v1/auth/register", json={"email": "history@example.com", "display_name": "H"}
+        )
+        issued = {"X-API-Key": registered.json()["api_key"]}
+        await client.post(
+            "/v1/text/process",
+            json={"operation": "sentiment", "text": "A request of its own, not a job's."},
+            headers=issued,
+        )
+
+        job_id = (
+            await client.post(
+                "/v1/jobs", json={"operation": "sentiment", "items": texts(3)}, headers=issued
+            )
+        ).json()["job_id"]
+        await until(client, job_id, finished, issued)
+        history = (await client.get("/v1/history", headers=issued)).json()
+
+        named = sorted(
+            ((row["job_id"] or "", row["job_item"]) for row in history["items"]),
+            key=lambda pair: (pair[0], -1 if pair[1] is None else pair[1]),
+        )
+        assert named == [("", None), (job_id, 0), (job_id, 1), (job_id, 2)]
 
     @pytest.mark.covers("JOB-04")
     async def test_cancel_stops_items_not_started_running_one_finishes(
