@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from fakes.clock import FakeClock
-from fakes.services import unavailable
+from fakes.services import RedisServerProcess, port_no_one_else_gets, unavailable
 from hypothesis import settings as hypothesis_settings
 from worker_services import WORKER, Services
 
@@ -241,6 +241,19 @@ def make_settings(database: DatabaseBackend, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+def redis_process() -> Iterator[RedisServerProcess]:
+    """A private redis-server for this test alone, which the test may kill and start again."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        unavailable("no `redis-server` on PATH: this test starts and kills its own Redis")
+    assert binary is not None
+    server = RedisServerProcess(binary, port_no_one_else_gets())
+    server.start()
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -9,9 +9,8 @@ The provider fails at the pydantic-ai boundary.
 """
 
 import asyncio
-import shutil
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -20,7 +19,7 @@ from app.infrastructure.database.models import RequestHistory
 from conftest import OPERATOR_KEY, ClientFactory, DatabaseBackend, RedisBackend
 from fakes.clock import FakeClock
 from fakes.providers import FakeProvider, server_error
-from fakes.services import RedisServerProcess, frozen, port_no_one_else_gets, unavailable
+from fakes.services import RedisServerProcess, frozen
 from fakes.tcp_proxy import TcpProxy
 from httpx import AsyncClient, Response
 from redis.asyncio import Redis
@@ -45,19 +44,6 @@ STORM_SIZE = 100
 
 OnResponse = Callable[[int, Response], None]
 T = TypeVar("T")
-
-
-@pytest.fixture
-def redis_process() -> Iterator[RedisServerProcess]:
-    """A private redis-server for this test alone, which the test may kill and start again."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("no `redis-server` on PATH: the fault tests start and kill their own Redis")
-    assert binary is not None
-    server = RedisServerProcess(binary, port_no_one_else_gets())
-    server.start()
-    yield server
-    server.close()
 
 
 def mixed_body(index: int) -> dict[str, Any]:

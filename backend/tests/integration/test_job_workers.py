@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from conftest import (
 )
 from fakes.openai_server import OpenAICompatibleServer, openai_compatible_server
 from fakes.providers import FakeProvider
-from fakes.services import RedisServerProcess, port_no_one_else_gets, unavailable
+from fakes.services import RedisServerProcess
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 
@@ -148,19 +147,6 @@ def workers(
     started = Workers(tmp_path, env)
     yield started
     started.stop()
-
-
-@pytest.fixture
-def redis_process() -> Iterator[RedisServerProcess]:
-    """A private redis-server for this test alone, which the test may kill and start again."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        unavailable("no `redis-server` on PATH: this test starts and kills its own Redis")
-    assert binary is not None
-    server = RedisServerProcess(binary, port_no_one_else_gets())
-    server.start()
-    yield server
-    server.close()
 
 
 @pytest.fixture
