@@ -223,6 +223,15 @@ async def query(url: str, sql: str, **params: Any) -> list[Any]:
         await database.dispose()
 
 
+async def history_rows(url: str, job_id: str) -> list[Any]:
+    """[(rows, distinct items)] of the job's history: equal counts mean no item written twice."""
+    return await query(
+        url,
+        "SELECT count(*), count(DISTINCT job_item) FROM request_history WHERE job_id = :job",
+        job=job_id,
+    )
+
+
 class TestJobWorkers:
     """Seam: POST /v1/jobs (this process) → Redis stream (taskiq-redis, consumer group) →
     `python -m app.cli worker` processes → TextProcessor → the shared database.
@@ -271,11 +280,7 @@ class TestJobWorkers:
             "SELECT worker, count(*) FROM job_items WHERE job_id = :job GROUP BY worker",
             job=job_id,
         )
-        history = await query(
-            database_backend.url,
-            "SELECT count(*), count(DISTINCT job_item) FROM request_history WHERE job_id = :job",
-            job=job_id,
-        )
+        history = await history_rows(database_backend.url, job_id)
 
         assert (info["status"], info["done"], info["failed"]) == ("completed", 8, 0)
         assert sorted(count for _, count in by_worker) == [CONCURRENCY, CONCURRENCY]
@@ -328,11 +333,7 @@ class TestJobWorkers:
         doomed.wait()
         provider.release()
         info = await until(client, job_id, finished, workers, issued)
-        history = await query(
-            database_backend.url,
-            "SELECT count(*), count(DISTINCT job_item) FROM request_history WHERE job_id = :job",
-            job=job_id,
-        )
+        history = await history_rows(database_backend.url, job_id)
         redelivered = await query(
             database_backend.url,
             "SELECT count(*) FROM job_items WHERE job_id = :job AND attempts > 1",
@@ -387,11 +388,7 @@ class TestJobWorkers:
             "SELECT attempts, count(*) FROM job_items WHERE job_id = :job GROUP BY attempts",
             job=job_id,
         )
-        history = await query(
-            database_backend.url,
-            "SELECT count(*), count(DISTINCT job_item) FROM request_history WHERE job_id = :job",
-            job=job_id,
-        )
+        history = await history_rows(database_backend.url, job_id)
 
         assert (info["status"], info["done"]) == ("completed", 8)
         assert attempts == [(1, CONCURRENCY), (2, CONCURRENCY)]
@@ -618,11 +615,7 @@ class TestLostJobMessages:
         await redis_inspector.flushdb()
         provider.release.set()
         info = await until(client, job_id, finished, None)
-        history = await query(
-            database_backend.url,
-            "SELECT count(*), count(DISTINCT job_item) FROM request_history WHERE job_id = :job",
-            job=job_id,
-        )
+        history = await history_rows(database_backend.url, job_id)
 
         assert (info["status"], info["done"]) == ("completed", 6)
         assert history == [(6, 6)]
@@ -670,11 +663,7 @@ class TestLostJobMessages:
             "SELECT max(attempts) FROM job_items WHERE job_id = :job",
             job=job_id,
         )
-        history = await query(
-            database_backend.url,
-            "SELECT count(*), count(DISTINCT job_item) FROM request_history WHERE job_id = :job",
-            job=job_id,
-        )
+        history = await history_rows(database_backend.url, job_id)
 
         assert (info["status"], info["done"]) == ("completed", 8)
         assert attempts == [(1,)]
