@@ -18,11 +18,13 @@ HTTP, exactly as they do in a browser session.
 - `rate_limited_backend`: every key may make RATE_LIMIT text requests a minute (elsewhere, a
   limit no test reaches). Its in-memory limiter cannot be emptied: one test uses it.
 - `provider_backend`: its AI provider is `loopback_provider`, the OpenAI-compatible server on
-  loopback, which the test tells how to stream (break off, or pause, after a few chunks).
-- `jobs_backend`: `provider_backend`, emptied (rows, cached answers), its provider answering at
-  once. It has no Redis, as `make run` starts the backend: its jobs run on its embedded worker,
-  in its own memory. (The everyday backend's jobs would wait for a worker process: with
-  REDIS_URL the API runs none.)
+  loopback, which the test tells how to answer (fail, take its time) and how to stream (break
+  off, or pause, after a few chunks). Before each test it is emptied (rows, cached answers),
+  its circuit breaker closed and its provider answering at once, in full: what one test told
+  the shared provider must not reach the next (a provider left failing answers the next
+  test's stream with an error before its first word). It has no Redis, as `make run` starts
+  the backend: its jobs run on its embedded worker, in its own memory. (The everyday
+  backend's jobs would wait for a worker process: with REDIS_URL the API runs none.)
 - `read_markdown`: what a person reads where a page shows Markdown (alerts, captions, badges).
 
 A worker starts a backend when its first test needs it; under pytest-xdist every frontend test
@@ -242,7 +244,7 @@ def loopback_provider() -> Iterator[OpenAICompatibleServer]:
 
 
 @pytest.fixture(scope="session")
-def provider_backend(
+def live_provider_backend(
     loopback_provider: OpenAICompatibleServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveBackend]:
     settings = {
@@ -255,20 +257,25 @@ def provider_backend(
         yield backend
 
 
+def _answer_at_once(provider: OpenAICompatibleServer) -> None:
+    provider.answer()
+    provider.take(0)
+    provider.release()
+
+
 @pytest.fixture
-def jobs_backend(
-    provider_backend: LiveBackend, loopback_provider: OpenAICompatibleServer
+def provider_backend(
+    live_provider_backend: LiveBackend, loopback_provider: OpenAICompatibleServer
 ) -> Iterator[LiveBackend]:
-    """The backend that runs jobs itself, with no rows and no cached answers (a cached text
-    would skip the provider), its provider answering at once, its circuit breaker closed."""
-    _empty_tables(provider_backend.database)
-    with provider_backend.client(OPERATOR_KEY) as operator:
+    """The backend on the loopback provider, with no rows and no cached answers (a cached text
+    would skip the provider), its circuit breaker closed, its provider answering at once."""
+    _answer_at_once(loopback_provider)
+    _empty_tables(live_provider_backend.database)
+    with live_provider_backend.client(OPERATOR_KEY) as operator:
         operator.post("/internal/cache/invalidate", json={}).raise_for_status()
         operator.post("/internal/resilience/breakers/ai_provider/reset").raise_for_status()
-    loopback_provider.answer()
-    loopback_provider.take(0)
-    yield provider_backend
-    loopback_provider.take(0)
+    yield live_provider_backend
+    _answer_at_once(loopback_provider)
 
 
 PageFactory = Callable[..., "AppTest"]

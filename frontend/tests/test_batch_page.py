@@ -240,7 +240,7 @@ class TestBatchJob:
 
     @pytest.mark.covers("UI-10")
     def test_upload_above_the_batch_limit_runs_as_a_job_with_a_real_progress_bar(
-        self, jobs_backend, loopback_provider, open_page
+        self, provider_backend, loopback_provider, open_page
     ):
         """A 24-line file becomes one job; the bar follows its counts to the results.
 
@@ -255,7 +255,7 @@ class TestBatchJob:
         and 24 requests in the backend's history.
         """
         loopback_provider.take(0.5)
-        page = open_page("batch", jobs_backend.url).run()
+        page = open_page("batch", provider_backend.url).run()
         page.file_uploader(key="batch_file").set_value(
             ("tickets.txt", _job_texts(24), "text/plain")
         )
@@ -265,7 +265,7 @@ class TestBatchJob:
         page.button(key="run_batch").click().run()
 
         assert not page.exception
-        with jobs_backend.client() as client:
+        with provider_backend.client() as client:
             (listed,) = client.get("/v1/jobs").json()["items"]
         assert page.query_params["job"] == listed["job_id"]
         assert page.progress[0].value < 100
@@ -283,11 +283,11 @@ class TestBatchJob:
         assert [row["text"] for row in rows] == JOB_TEXTS
         assert {row["status"] for row in rows} == {"ok"}
         assert _download_labels(page) == ["Download CSV", "Download JSON"]
-        assert _processed(jobs_backend) == len(JOB_TEXTS)
+        assert _processed(provider_backend) == len(JOB_TEXTS)
 
     @pytest.mark.covers("UI-10")
     def test_reload_with_the_job_in_the_address_follows_it_again(
-        self, jobs_backend, loopback_provider, open_page
+        self, provider_backend, loopback_provider, open_page
     ):
         """A new session opened on `?job=<id>` (a reload, a link) follows the running job.
 
@@ -301,8 +301,8 @@ class TestBatchJob:
         items' ids (the API keeps no texts, so there is no text column).
         """
         loopback_provider.take(2)
-        job_id = _submit(jobs_backend, 4)
-        page = open_page("batch", jobs_backend.url)
+        job_id = _submit(provider_backend, 4)
+        page = open_page("batch", provider_backend.url)
         page.query_params["job"] = job_id
 
         page.run()
@@ -317,7 +317,9 @@ class TestBatchJob:
         assert "text" not in rows[0]
 
     @pytest.mark.covers("UI-10")
-    def test_cancel_stops_the_texts_not_started(self, jobs_backend, loopback_provider, open_page):
+    def test_cancel_stops_the_texts_not_started(
+        self, provider_backend, loopback_provider, open_page
+    ):
         """Cancel: the texts being processed finish, the others never run, the page says so.
 
         Integration scope: the Cancel button → DELETE /v1/jobs/{id} → the worker skipping
@@ -330,7 +332,7 @@ class TestBatchJob:
         text not run, and as many requests in the history as texts done.
         """
         loopback_provider.take(3)
-        page = open_page("batch", jobs_backend.url).run()
+        page = open_page("batch", provider_backend.url).run()
         page.text_area(key="batch_texts").input("\n".join(JOB_TEXTS)).run()
         page.button(key="run_batch").click().run()
 
@@ -339,7 +341,7 @@ class TestBatchJob:
         assert not page.exception
         assert page.warning[0].value.startswith("Cancelled: the ")
         page = _until(page, _results)
-        with jobs_backend.client() as client:
+        with provider_backend.client() as client:
             info = client.get(f"/v1/jobs/{page.query_params['job']}").json()
         done, failed, not_run = map(int, _groups(CANCELLED, page.warning[0].value))
         assert (info["status"], done, failed, not_run) == (
@@ -350,11 +352,11 @@ class TestBatchJob:
         )
         assert not_run >= 1
         assert [row["status"] for row in _table(page)].count("cancelled") == not_run
-        assert _processed(jobs_backend) == done
+        assert _processed(provider_backend) == done
 
     @pytest.mark.covers("UI-10")
     def test_job_whose_every_text_failed_says_so_with_each_error(
-        self, jobs_backend, loopback_provider, open_page
+        self, provider_backend, loopback_provider, open_page
     ):
         """A job that ended in failure says so, and the table gives each text's error.
 
@@ -369,8 +371,8 @@ class TestBatchJob:
         the error's code and whose result is the backend's message.
         """
         loopback_provider.fail(HTTPStatus.BAD_REQUEST)
-        job_id = _submit(jobs_backend, 4)
-        page = open_page("batch", jobs_backend.url)
+        job_id = _submit(provider_backend, 4)
+        page = open_page("batch", provider_backend.url)
         page.query_params["job"] = job_id
 
         page = _until(page, _results)
@@ -383,7 +385,7 @@ class TestBatchJob:
         assert {row["result"] for row in rows} == {"The AI provider answered HTTP 400."}
 
     @pytest.mark.covers("UI-10")
-    def test_recent_jobs_open_a_job_again(self, jobs_backend, open_page):
+    def test_recent_jobs_open_a_job_again(self, provider_backend, open_page):
         """The list of the caller's jobs brings one back when its address is lost.
 
         Integration scope: GET /v1/jobs → the page's list → a click → the job followed.
@@ -393,9 +395,9 @@ class TestBatchJob:
         Success criteria: the job listed with its operation, status and counts; after the
         click its id is in the address and its results are shown.
         """
-        job_id = _submit(jobs_backend, 4)
+        job_id = _submit(provider_backend, 4)
         page = _until(
-            open_page("batch", jobs_backend.url),
+            open_page("batch", provider_backend.url),
             lambda page: "completed" in page.button(key=f"batch_open_{job_id}").label,
         )
 
@@ -409,7 +411,7 @@ class TestBatchJob:
         assert len(_table(page)) == 4
 
     @pytest.mark.covers("UI-10")
-    def test_job_of_another_key_is_not_found(self, jobs_backend, open_page, read_markdown):
+    def test_job_of_another_key_is_not_found(self, provider_backend, open_page, read_markdown):
         """A job id in the address is no way into another key's job.
 
         Integration scope: the page's address → GET /v1/jobs/{id} with a different key →
@@ -420,11 +422,11 @@ class TestBatchJob:
         Success criteria: a message that the job was not found and why a key may differ;
         no progress bar, no results.
         """
-        job_id = _submit(jobs_backend, 4)
-        with jobs_backend.client(api_key=None) as client:
+        job_id = _submit(provider_backend, 4)
+        with provider_backend.client(api_key=None) as client:
             body = {"email": "grace@example.com", "display_name": "Grace"}
             other_key = client.post("/v1/auth/register", json=body).json()["api_key"]
-        page = open_page("batch", jobs_backend.url, api_key=other_key)
+        page = open_page("batch", provider_backend.url, api_key=other_key)
         page.query_params["job"] = job_id
 
         page.run()
@@ -438,7 +440,9 @@ class TestBatchJob:
         assert not page.dataframe
 
     @pytest.mark.covers("UI-08")
-    def test_job_id_in_the_address_is_shown_as_text(self, jobs_backend, open_page, read_markdown):
+    def test_job_id_in_the_address_is_shown_as_text(
+        self, provider_backend, open_page, read_markdown
+    ):
         """An address made to inject Markdown shows its `job` parameter literally.
 
         Integration scope: the page's address → GET /v1/jobs/{id} (404) → the message that
@@ -449,7 +453,7 @@ class TestBatchJob:
         Success criteria: the message quotes it verbatim and renders no image or link.
         """
         hostile = "![x](http://127.0.0.1:9/b.png)"
-        page = open_page("batch", jobs_backend.url)
+        page = open_page("batch", provider_backend.url)
         page.query_params["job"] = hostile
 
         page.run()
@@ -509,7 +513,7 @@ class TestBatchJob:
 
     @pytest.mark.covers("UI-10")
     def test_invalid_job_is_refused_with_the_backend_reason(
-        self, jobs_backend, open_page, read_markdown
+        self, provider_backend, open_page, read_markdown
     ):
         """A job the backend refuses (422) says why, and leaves nothing to follow.
 
@@ -521,7 +525,7 @@ class TestBatchJob:
         Success criteria: "The request was not valid" with the backend's reason; no job in the
         address, no job in the backend.
         """
-        page = open_page("batch", jobs_backend.url).run()
+        page = open_page("batch", provider_backend.url).run()
         page.radio(key="batch_operation").set_value("qa").run()
         page.text_area(key="batch_texts").input("\n".join(JOB_TEXTS[:21])).run()
 
@@ -532,5 +536,5 @@ class TestBatchJob:
             "The request was not valid: question: Field required."
         ]
         assert "job" not in page.query_params
-        with jobs_backend.client() as client:
+        with provider_backend.client() as client:
             assert client.get("/v1/jobs").json()["total"] == 0

@@ -99,10 +99,10 @@ def streamlit_url(live_backend, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture(scope="module")
 def streamlit_on_provider(
-    provider_backend, tmp_path_factory: pytest.TempPathFactory
+    live_provider_backend, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """Streamlit on the backend whose provider is the loopback server the test steers."""
-    with _streamlit(provider_backend, tmp_path_factory.mktemp("streamlit-provider")) as url:
+    with _streamlit(live_provider_backend, tmp_path_factory.mktemp("streamlit-provider")) as url:
         yield url
 
 
@@ -239,7 +239,6 @@ class TestBrowser:
 
             assert "cycling plan" not in streamed.inner_text()  # words not yet sent
             assert page.get_by_text("Result: Summarize").count() == 0
-        loopback_provider.answer()
 
     @pytest.mark.covers("UI-08")
     def test_markdown_in_a_text_fetches_nothing_and_reads_as_typed(
@@ -348,7 +347,7 @@ class TestBrowser:
     def test_uploaded_file_runs_as_a_job_to_its_results_and_survives_a_reload(
         self,
         chromium: Path,
-        jobs_backend,
+        provider_backend,
         loopback_provider: OpenAICompatibleServer,
         streamlit_on_provider: str,
         tmp_path: Path,
@@ -386,7 +385,7 @@ class TestBrowser:
             page.reload(wait_until="networkidle")
             finished.wait_for(timeout=15_000)
 
-        with jobs_backend.client() as client:
+        with provider_backend.client() as client:
             (job,) = client.get("/v1/jobs").json()["items"]
         assert address.endswith(f"/batch?job={job['job_id']}")
         assert (job["status"], job["done"]) == ("completed", 30)
