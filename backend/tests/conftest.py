@@ -12,6 +12,7 @@ the server it uses: test → `redis_backend` → `services` (worker_services.py)
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import os
 import shutil
@@ -241,6 +242,28 @@ def make_settings(database: DatabaseBackend, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
+
+
+async def job_when(
+    client: AsyncClient,
+    job_id: str,
+    done: Callable[[dict[str, Any]], bool],
+    *,
+    within: float,
+    headers: dict[str, str] | None = None,
+    explain: Callable[[], str] = str,
+) -> dict[str, Any]:
+    """The job's status once `done` holds for it; fails past `within` seconds, adding what
+    `explain()` says (a worker's log, say)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        info: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}", headers=headers)).json()
+        if done(info):
+            return info
+        if loop.time() > deadline:
+            pytest.fail(f"job not in the expected state within {within:g} s: {info}{explain()}")
+        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

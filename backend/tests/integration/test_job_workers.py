@@ -32,6 +32,7 @@ from conftest import (
     ClientFactory,
     DatabaseBackend,
     RedisBackend,
+    job_when,
     make_settings,
 )
 from fakes.openai_server import OpenAICompatibleServer, openai_compatible_server
@@ -198,16 +199,14 @@ async def until(
     client: AsyncClient, job_id: str, done: Any, workers: Workers | None, headers: Any = None
 ) -> dict[str, Any]:
     """The job's status once `done` holds; fails past the deadline with the workers' logs."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE_SECONDS
-    while True:
-        info: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}", headers=headers)).json()
-        if done(info):
-            return info
-        if loop.time() > deadline:
-            logs = workers.logs() if workers else "(no worker process)"
-            pytest.fail(f"job stuck at {info}; worker logs:\n{logs}")
-        await asyncio.sleep(0.02)
+    return await job_when(
+        client,
+        job_id,
+        done,
+        within=DEADLINE_SECONDS,
+        headers=headers,
+        explain=lambda: "; worker logs:\n" + (workers.logs() if workers else "(no worker process)"),
+    )
 
 
 def finished(info: dict[str, Any]) -> bool:

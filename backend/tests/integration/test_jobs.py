@@ -19,7 +19,14 @@ from app.infrastructure.database.engine import Database
 from app.main import create_app
 from app.resources import Externals
 from asgi_lifespan import LifespanManager
-from conftest import OPERATOR_KEY, PUBLIC_KEY, ClientFactory, DatabaseBackend, make_settings
+from conftest import (
+    OPERATOR_KEY,
+    PUBLIC_KEY,
+    ClientFactory,
+    DatabaseBackend,
+    job_when,
+    make_settings,
+)
 from fakes.clock import FakeClock
 from fakes.providers import FakeProvider, server_error
 from httpx import ASGITransport, AsyncClient
@@ -47,16 +54,7 @@ async def until(
     done: Callable[[dict[str, Any]], bool],
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The job's status once `done` holds for it; fails past the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE_SECONDS
-    while True:
-        info: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}", headers=headers)).json()
-        if done(info):
-            return info
-        if loop.time() > deadline:
-            pytest.fail(f"job never reached the expected state; last seen: {info}")
-        await asyncio.sleep(0.02)
+    return await job_when(client, job_id, done, within=DEADLINE_SECONDS, headers=headers)
 
 
 def finished(info: dict[str, Any]) -> bool:
