@@ -20,7 +20,7 @@ message is small and a redelivered one finds the item's state there (services/jo
   messages lost with them are sent again by the workers' sweep (`JobService.send_unsent`).
 - `InMemoryBroker` (taskiq) runs each message as a task of this process: the zero-configuration
   default, and what tests use when they need no Redis. Nothing survives a restart, so the
-  runner queues the unfinished items again at start.
+  jobs service queues the unfinished items again at the first call of the jobs API after it.
 
 Workers say they are alive in a Redis hash (`<queue>:workers`), for /internal/jobs.
 """

@@ -13,40 +13,22 @@ def _no_env_file(monkeypatch: pytest.MonkeyPatch, tmp_path):
 
 class TestSettingsValidation:
     @pytest.mark.covers("CONF-01")
-    def test_nonsense_database_url_names_the_variable(self, monkeypatch: pytest.MonkeyPatch):
-        monkeypatch.setenv("DATABASE_URL", "nonsense")
-
-        with pytest.raises(ConfigurationError, match="DATABASE_URL"):
-            load_settings()
-
-    @pytest.mark.covers("CONF-01")
-    def test_bad_redis_url_names_the_variable(self, monkeypatch: pytest.MonkeyPatch):
-        monkeypatch.setenv("REDIS_URL", "http://localhost")
-
-        with pytest.raises(ConfigurationError, match="REDIS_URL"):
-            load_settings()
-
-    @pytest.mark.covers("CONF-01")
-    def test_mapping_that_is_not_json_names_the_variable(self, monkeypatch: pytest.MonkeyPatch):
-        monkeypatch.setenv("RATE_LIMIT_TIERS", "nonsense")
-
-        with pytest.raises(ConfigurationError, match="RATE_LIMIT_TIERS: not valid JSON"):
-            load_settings()
-
-    @pytest.mark.covers("CONF-01")
-    def test_no_embedded_worker_without_redis_names_the_variable(
-        self, monkeypatch: pytest.MonkeyPatch
+    @pytest.mark.parametrize(
+        ("variable", "value", "message"),
+        [
+            ("DATABASE_URL", "nonsense", "DATABASE_URL"),
+            ("REDIS_URL", "http://localhost", "REDIS_URL"),
+            ("RATE_LIMIT_TIERS", "nonsense", "RATE_LIMIT_TIERS: not valid JSON"),
+            ("JOB_EMBEDDED_WORKER", "false", "JOB_EMBEDDED_WORKER: false needs REDIS_URL"),
+            ("BREAKER_FAILURE_THRESHOLD", "0", "BREAKER_FAILURE_THRESHOLD"),
+        ],
+    )
+    def test_bad_value_names_the_variable(
+        self, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
     ):
-        monkeypatch.setenv("JOB_EMBEDDED_WORKER", "false")
+        monkeypatch.setenv(variable, value)
 
-        with pytest.raises(ConfigurationError, match="JOB_EMBEDDED_WORKER: false needs REDIS_URL"):
-            load_settings()
-
-    @pytest.mark.covers("CONF-01")
-    def test_out_of_range_number_names_the_variable(self, monkeypatch: pytest.MonkeyPatch):
-        monkeypatch.setenv("BREAKER_FAILURE_THRESHOLD", "0")
-
-        with pytest.raises(ConfigurationError, match="BREAKER_FAILURE_THRESHOLD"):
+        with pytest.raises(ConfigurationError, match=message):
             load_settings()
 
     @pytest.mark.covers("CONF-02")
