@@ -16,7 +16,7 @@ from app.infrastructure.ai.provider import AIProvider, build_model
 from app.infrastructure.ai.resilient import ResilientProvider, is_provider_failure
 from app.infrastructure.cache import ResponseCache
 from app.infrastructure.database.engine import Database
-from app.infrastructure.job_queue import WORKER_NAME, JobQueue
+from app.infrastructure.job_queue import JobQueue, worker_name
 from app.infrastructure.metrics import BREAKER_STATE_VALUES, Metrics
 from app.infrastructure.rate_limit import RateLimiter
 from app.infrastructure.redis_client import RedisAvailability, create_redis, loggable_url, ping
@@ -162,7 +162,7 @@ async def open_resources(
             rate_limiter,
             settings,
             model_id=resilient.model_id,
-            worker_name=WORKER_NAME if worker_process or settings.redis_url else "embedded",
+            worker_name=worker_name() if worker_process or settings.redis_url else "embedded",
         )
         jobs = JobService(database, job_queue, settings)
         if not worker_process:

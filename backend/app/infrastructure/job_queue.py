@@ -64,8 +64,16 @@ _REDIS_TIMEOUT_SECONDS = 10.0
 # Workers report every few seconds; one unheard of for this long is no longer listed.
 WORKER_SEEN_SECONDS = 60.0
 _ENQUEUE_CHUNK = 200
-# This process, as the Redis consumer group and the job items' `worker` column name it.
-WORKER_NAME = f"{socket.gethostname()}-{os.getpid()}"
+
+
+def worker_name() -> str:
+    """This process, as the Redis consumer group and the job items' `worker` column name it.
+
+    Asked when a queue is made, not when the module is imported: a process forked after the
+    import (a preloading server) is another consumer, and two consumers under one name would
+    take each other's pending items for their own.
+    """
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class _StreamBroker(RedisStreamBroker):
@@ -76,7 +84,7 @@ class _StreamBroker(RedisStreamBroker):
             url,
             queue_name=queue_name,
             consumer_group_name=GROUP,
-            consumer_name=WORKER_NAME,
+            consumer_name=worker_name(),
             consumer_id="0",  # a group made after messages were queued still gets them
             xread_block=1000,
             idle_timeout=int(redelivery_seconds * 1000),

@@ -1,5 +1,7 @@
-"""Jobs across processes: the API in this process, workers as real `python -m app.cli worker`
-processes, a real Redis between them (its stream the queue), a database they all share.
+"""Jobs across processes: the API in this process, workers as real processes running
+`app.cli worker` (forked from a process that imported the app once, `preloaded_workers`; one
+test starts the command line itself), a real Redis between them (its stream the queue), a
+database they all share.
 
 What is under test is what crosses the process boundary: messages a dead worker leaves pending
 are claimed by another (after JOB_REDELIVERY_SECONDS, short here), the item's state in the
@@ -16,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from multiprocessing.context import ForkServerProcess
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,7 @@ from fakes.openai_server import OpenAICompatibleServer, openai_compatible_server
 from fakes.providers import FakeProvider
 from fakes.services import RedisServerProcess
 from httpx import ASGITransport, AsyncClient
+from preloaded_workers import fork_cli
 from sqlalchemy import text
 
 OPERATOR = {"X-API-Key": OPERATOR_KEY}
@@ -64,41 +68,78 @@ def texts(count: int) -> list[dict[str, str]]:
     return [{"id": f"review-{n}", "text": f"Review {n}: the trams ran late."} for n in range(count)]
 
 
+class WorkerProcess:
+    """One worker the test started: forked from the preloaded app, or the command line."""
+
+    def __init__(self, process: ForkServerProcess | subprocess.Popen[bytes]) -> None:
+        self.process = process
+
+    @property
+    def alive(self) -> bool:
+        if isinstance(self.process, subprocess.Popen):
+            return self.process.poll() is None
+        return self.process.is_alive()
+
+    def signal(self, signum: signal.Signals) -> None:
+        if self.alive and self.process.pid is not None:  # a pid from the start on
+            os.kill(self.process.pid, signum)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once it has ended; False if it still runs after `timeout` seconds."""
+        if isinstance(self.process, subprocess.Popen):
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
+            return True
+        self.process.join(timeout)
+        return not self.process.is_alive()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no acknowledgement of the items in hand."""
+        self.signal(signal.SIGKILL)
+        self.wait()
+
+
 class Workers:
-    """Worker processes started by the test, each with its log; all stopped at the end."""
+    """Worker processes started by the test, each with its log; all stopped at the end.
+
+    `start()` forks a worker from a process that imported the app once (`preloaded_workers`:
+    milliseconds instead of seconds of imports); `start(command=True)` runs the command line
+    itself, `python -m app.cli worker`, as a deployment does.
+    """
 
     def __init__(self, folder: Path, env: dict[str, str]) -> None:
         self.folder = folder
         self.env = env
-        self.processes: list[subprocess.Popen[bytes]] = []
+        self.processes: list[WorkerProcess] = []
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self, *, command: bool = False) -> WorkerProcess:
         log = self.folder / f"worker-{len(self.processes)}.log"
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "worker"],
-                cwd=self.folder,  # no developer's .env reaches it
-                env=self.env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        self.processes.append(process)
-        return process
+        if command:
+            with log.open("wb") as output:
+                process: ForkServerProcess | subprocess.Popen[bytes] = subprocess.Popen(
+                    [sys.executable, "-m", "app.cli", "worker"],
+                    cwd=self.folder,  # no developer's .env reaches it
+                    env=self.env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
+        else:
+            process = fork_cli(["worker"], dict(self.env), self.folder, log)
+        self.processes.append(WorkerProcess(process))
+        return self.processes[-1]
 
     def logs(self, tail: int = 2000) -> str:
         """The end of each worker's log (all of it with `tail=0`)."""
         return "\n".join(path.read_text()[-tail:] for path in sorted(self.folder.glob("*.log")))
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        for worker in self.processes:
+            worker.signal(signal.SIGTERM)
+        for worker in self.processes:
+            if not worker.wait(timeout=15):
+                worker.kill()
 
 
 @pytest.fixture
@@ -236,7 +277,8 @@ class TestJobWorkers:
     `python -m app.cli worker` processes → TextProcessor → the shared database.
 
     Paths: JOB-01, JOB-02, JOB-03, JOB-06, JOB-08
-    Real: worker subprocesses (JOB_CONCURRENCY=4, JOB_REDELIVERY_SECONDS=2), a real Redis
+    Real: worker processes forked from the preloaded app (JOB_CONCURRENCY=4,
+    JOB_REDELIVERY_SECONDS=2), a real Redis
     (this test process's redis-server; the container tier too where marked), SQLite and
     PostgreSQL files and databases shared by every process, SIGKILL, the app in its lifespan
     over in-process HTTP.
@@ -328,8 +370,7 @@ class TestJobWorkers:
 
         await holding(provider, 2 * CONCURRENCY, workers)
         midway = (await client.get(f"/v1/jobs/{job_id}", headers=issued)).json()
-        doomed.kill()  # SIGKILL: no shutdown, no acknowledgement of the items in hand
-        doomed.wait()
+        doomed.kill()
         provider.release()
         info = await until(client, job_id, finished, workers, issued)
         history = await history_rows(database_backend.url, job_id)
@@ -379,7 +420,6 @@ class TestJobWorkers:
         await holding(provider, 2 * CONCURRENCY, workers)
 
         doomed.kill()
-        doomed.wait()
         provider.release()
         info = await until(client, job_id, finished, workers)
         attempts = await query(
@@ -504,7 +544,8 @@ class TestLostJobMessages:
     group made again → the workers' sweep sending the unfinished items the stream lacks.
 
     Paths: JOB-13, JOB-14
-    Real: worker subprocesses, a private redis-server killed and started again on its port
+    Real: worker processes (JOB-13's the command line `python -m app.cli worker`, the others
+    forked from the preloaded app), a private redis-server killed and started again on its port
     (no persistence); the app in its lifespan with its embedded worker on this test process's
     redis-server, FLUSHDB, XDEL; SQLite.
     Faked: the AI provider (an OpenAI-compatible server on loopback; a FakeProvider held and
@@ -542,7 +583,7 @@ class TestLostJobMessages:
         own = RedisBackend("redis-server", url=redis_process.url)
         client = await api(make_client, own, database_backend)
         workers.env["REDIS_URL"] = redis_process.url
-        worker = workers.start()
+        worker = workers.start(command=True)
         before = (
             await client.post("/v1/jobs", json={"operation": "summarize", "items": texts(12)})
         ).json()["job_id"]
@@ -550,7 +591,7 @@ class TestLostJobMessages:
 
         redis_process.stop()
         await logged(workers, REDIS_AWAY)
-        alive_while_away = worker.poll() is None
+        alive_while_away = worker.alive
         redis_process.start()
         provider.release()
         after = (
@@ -564,7 +605,7 @@ class TestLostJobMessages:
         )
 
         assert alive_while_away
-        assert worker.poll() is None
+        assert worker.alive
         assert [(info["status"], info["done"]) for info in infos] == [
             ("completed", 12),
             ("completed", 4),
