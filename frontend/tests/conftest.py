@@ -138,6 +138,7 @@ def running_backend(
         folder=folder,
         env=env,
         startup_seconds=STARTUP_SECONDS,
+        preloaded=True,
     ):
         yield backend
 

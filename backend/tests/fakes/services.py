@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from preloaded import ForkedProcess, python_m
 
 REQUIRE_REAL_SERVICES = os.environ.get("REQUIRE_REAL_SERVICES") == "1"
 
@@ -261,14 +263,25 @@ def server_process(
     folder: Path,
     env: dict[str, str],
     startup_seconds: float = 20.0,
-) -> Iterator[subprocess.Popen[bytes]]:
+    preloaded: bool = False,
+) -> Iterator[subprocess.Popen[bytes] | ForkedProcess]:
     """A server subprocess, run from `folder` (so no developer's `.env` reaches it) with its
-    output in `folder/server.log`, yielded once `health_url` answers 200 and stopped after."""
+    output in `folder/server.log`, yielded once `health_url` answers 200 and stopped after.
+
+    `preloaded`: `command` is `[python, "-m", module, ...]`, forked from the process that
+    imported the app once (`preloaded`) instead of executed: the same server, without seconds
+    of imports.
+    """
     log = folder / "server.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 - our own argv, no shell
-            command, cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
+    process: subprocess.Popen[bytes] | ForkedProcess
+    if preloaded:
+        assert command[:2] == [sys.executable, "-m"], command
+        process = python_m(command[2], command[3:], env=env, folder=folder, log=log)
+    else:
+        with log.open("wb") as output:
+            process = subprocess.Popen(  # noqa: S603 - our own argv, no shell
+                command, cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT
+            )
     try:
         deadline = time.monotonic() + startup_seconds
         # One client for every poll: each new one builds a TLS context (~20 ms of CPU).

@@ -1,5 +1,5 @@
 """Jobs across processes: the API in this process, workers as real processes running
-`app.cli worker` (forked from a process that imported the app once, `preloaded_workers`; one
+`app.cli worker` (forked from a process that imported the app once, `preloaded`; one
 test starts the command line itself), a real Redis between them (its stream the queue), a
 database they all share.
 
@@ -18,7 +18,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from multiprocessing.context import ForkServerProcess
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ from fakes.openai_server import OpenAICompatibleServer, openai_compatible_server
 from fakes.providers import FakeProvider
 from fakes.services import RedisServerProcess
 from httpx import ASGITransport, AsyncClient
-from preloaded_workers import fork_cli
+from preloaded import ForkedProcess, python_m
 from sqlalchemy import text
 
 OPERATOR = {"X-API-Key": OPERATOR_KEY}
@@ -68,43 +67,10 @@ def texts(count: int) -> list[dict[str, str]]:
     return [{"id": f"review-{n}", "text": f"Review {n}: the trams ran late."} for n in range(count)]
 
 
-class WorkerProcess:
-    """One worker the test started: forked from the preloaded app, or the command line."""
-
-    def __init__(self, process: ForkServerProcess | subprocess.Popen[bytes]) -> None:
-        self.process = process
-
-    @property
-    def alive(self) -> bool:
-        if isinstance(self.process, subprocess.Popen):
-            return self.process.poll() is None
-        return self.process.is_alive()
-
-    def signal(self, signum: signal.Signals) -> None:
-        if self.alive and self.process.pid is not None:  # a pid from the start on
-            os.kill(self.process.pid, signum)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """True once it has ended; False if it still runs after `timeout` seconds."""
-        if isinstance(self.process, subprocess.Popen):
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                return False
-            return True
-        self.process.join(timeout)
-        return not self.process.is_alive()
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no acknowledgement of the items in hand."""
-        self.signal(signal.SIGKILL)
-        self.wait()
-
-
 class Workers:
     """Worker processes started by the test, each with its log; all stopped at the end.
 
-    `start()` forks a worker from a process that imported the app once (`preloaded_workers`:
+    `start()` forks a worker from a process that imported the app once (`preloaded`:
     milliseconds instead of seconds of imports); `start(command=True)` runs the command line
     itself, `python -m app.cli worker`, as a deployment does.
     """
@@ -112,13 +78,13 @@ class Workers:
     def __init__(self, folder: Path, env: dict[str, str]) -> None:
         self.folder = folder
         self.env = env
-        self.processes: list[WorkerProcess] = []
+        self.processes: list[subprocess.Popen[bytes] | ForkedProcess] = []
 
-    def start(self, *, command: bool = False) -> WorkerProcess:
+    def start(self, *, command: bool = False) -> subprocess.Popen[bytes] | ForkedProcess:
         log = self.folder / f"worker-{len(self.processes)}.log"
         if command:
             with log.open("wb") as output:
-                process: ForkServerProcess | subprocess.Popen[bytes] = subprocess.Popen(
+                process: subprocess.Popen[bytes] | ForkedProcess = subprocess.Popen(
                     [sys.executable, "-m", "app.cli", "worker"],
                     cwd=self.folder,  # no developer's .env reaches it
                     env=self.env,
@@ -126,20 +92,24 @@ class Workers:
                     stderr=subprocess.STDOUT,
                 )
         else:
-            process = fork_cli(["worker"], dict(self.env), self.folder, log)
-        self.processes.append(WorkerProcess(process))
-        return self.processes[-1]
+            process = python_m("app.cli", ["worker"], env=self.env, folder=self.folder, log=log)
+        self.processes.append(process)
+        return process
 
     def logs(self, tail: int = 2000) -> str:
         """The end of each worker's log (all of it with `tail=0`)."""
         return "\n".join(path.read_text()[-tail:] for path in sorted(self.folder.glob("*.log")))
 
     def stop(self) -> None:
-        for worker in self.processes:
-            worker.signal(signal.SIGTERM)
-        for worker in self.processes:
-            if not worker.wait(timeout=15):
-                worker.kill()
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @pytest.fixture
@@ -370,7 +340,8 @@ class TestJobWorkers:
 
         await holding(provider, 2 * CONCURRENCY, workers)
         midway = (await client.get(f"/v1/jobs/{job_id}", headers=issued)).json()
-        doomed.kill()
+        doomed.kill()  # SIGKILL: no shutdown, no acknowledgement of the items in hand
+        doomed.wait()
         provider.release()
         info = await until(client, job_id, finished, workers, issued)
         history = await history_rows(database_backend.url, job_id)
@@ -420,6 +391,7 @@ class TestJobWorkers:
         await holding(provider, 2 * CONCURRENCY, workers)
 
         doomed.kill()
+        doomed.wait()
         provider.release()
         info = await until(client, job_id, finished, workers)
         attempts = await query(
@@ -591,7 +563,7 @@ class TestLostJobMessages:
 
         redis_process.stop()
         await logged(workers, REDIS_AWAY)
-        alive_while_away = worker.alive
+        alive_while_away = worker.poll() is None
         redis_process.start()
         provider.release()
         after = (
@@ -605,7 +577,7 @@ class TestLostJobMessages:
         )
 
         assert alive_while_away
-        assert worker.alive
+        assert worker.poll() is None
         assert [(info["status"], info["done"]) for info in infos] == [
             ("completed", 12),
             ("completed", 4),

@@ -10,7 +10,6 @@ module (two workers take seconds to import the stack); each test measures what i
 
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import pytest
 from app.core.config import Settings
 from fakes.openai_server import OpenAICompatibleServer, openai_compatible_server
 from fakes.services import free_port, server_process
+from preloaded import python_m
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from worker_services import WORKERS_DB, Services
@@ -117,9 +117,11 @@ def served(tmp_path_factory: pytest.TempPathFactory, services: Services) -> Iter
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
             "REDIS_URL": redis_url,
         }
-        subprocess.run(
-            [sys.executable, "-m", "app.cli", "migrate"], cwd=folder, env=env, check=True
+        # Migrated once, before the workers start (forked: only its outcome is under test here).
+        migrate = python_m(
+            "app.cli", ["migrate"], env=env, folder=folder, log=folder / "migrate.log"
         )
+        assert migrate.wait(timeout=STARTUP_SECONDS) == 0, (folder / "migrate.log").read_text()
         url = f"http://127.0.0.1:{free_port()}"
         command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
         command += ["--workers", "2", "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1]]
