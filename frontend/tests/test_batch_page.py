@@ -248,13 +248,14 @@ class TestBatchJob:
         GET /v1/jobs/{id} polled by the page → the NDJSON results → the table and downloads.
         Business impact: large uploads must not hold a request open or be cut at 200 texts;
         the person sees real progress and gets every result.
-        Test strategy: the provider takes 0.5 s an answer (four at once), so the job lasts
-        about 3 s; upload, run, rerun the page until the results appear, noting the bar.
+        Test strategy: the provider answers 8 calls and holds the later ones (the embedded
+        worker's four) until released; upload, run, rerun the page until the bar reads 8 of
+        24; release; rerun until the results appear, noting the bar.
         Success criteria: the job's id in the address; a bar below 100% with a Cancel button
-        first, counts that never go back; then 24 `ok` rows in input order, both downloads,
-        and 24 requests in the backend's history.
+        first, then at 8 of 24 while the provider holds; counts that never go back; then 24
+        `ok` rows in input order, both downloads, and 24 requests in the backend's history.
         """
-        loopback_provider.take(0.5)
+        loopback_provider.hold_after(8)
         page = open_page("batch", provider_backend.url).run()
         page.file_uploader(key="batch_file").set_value(
             ("tickets.txt", _job_texts(24), "text/plain")
@@ -276,7 +277,10 @@ class TestBatchJob:
             counts.extend(int(bar.text.split()[0]) for bar in page.progress)
             return _results(page)
 
+        page = _until(page, lambda page: noting_counts(page) or counts[-1:] == [8])
+        loopback_provider.release()
         page = _until(page, noting_counts)
+        assert 8 in counts  # where the bar stood while the provider held
         assert counts == sorted(counts)
         assert _groups(ENDED, page.success[0].value) == ("24", "0")
         rows = _table(page)
@@ -295,17 +299,19 @@ class TestBatchJob:
         in a session that never submitted the job.
         Business impact: a job of thousands of texts outlives a browser tab; losing sight of
         it on a reload would mean submitting (and paying for) it twice.
-        Test strategy: submit four texts with ids through the API while the provider takes
-        2 s an answer; open the Batch page with the job's id in its address; rerun it.
+        Test strategy: submit four texts with ids through the API while the provider holds
+        every call; open the Batch page with the job's id in its address; run it; release
+        the calls; rerun it.
         Success criteria: a bar at "0 of 4 done" naming the job, then the results with the
         items' ids (the API keeps no texts, so there is no text column).
         """
-        loopback_provider.take(2)
+        loopback_provider.hold_after(0)
         job_id = _submit(provider_backend, 4)
         page = open_page("batch", provider_backend.url)
         page.query_params["job"] = job_id
 
         page.run()
+        loopback_provider.release()
 
         assert not page.exception
         assert (page.progress[0].value, page.progress[0].text) == (0, "0 of 4 done")
@@ -325,18 +331,19 @@ class TestBatchJob:
         Integration scope: the Cancel button → DELETE /v1/jobs/{id} → the worker skipping
         the cancelled items → the page's final status and table.
         Business impact: a job started on the wrong file must stop costing money at once.
-        Test strategy: the provider takes 3 s an answer (four at once); run 24 typed texts
-        as a job and cancel it straight away; rerun the page until the job has settled.
+        Test strategy: the provider holds every call; run 24 typed texts as a job and cancel
+        it straight away; release the calls; rerun the page until the job has settled.
         Success criteria: a warning that the running items will finish; then the cancelled
         job's counts as the API gives them, at least one text not run, a `cancelled` row per
         text not run, and as many requests in the history as texts done.
         """
-        loopback_provider.take(3)
+        loopback_provider.hold_after(0)
         page = open_page("batch", provider_backend.url).run()
         page.text_area(key="batch_texts").input("\n".join(JOB_TEXTS)).run()
         page.button(key="run_batch").click().run()
 
         page.button(key="batch_cancel_job").click().run()
+        loopback_provider.release()
 
         assert not page.exception
         assert page.warning[0].value.startswith("Cancelled: the ")

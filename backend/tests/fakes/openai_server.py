@@ -123,12 +123,12 @@ class OpenAICompatibleServer:
             self._latency = seconds
 
     def hold_after(self, requests: int) -> None:
-        """Answer the first `requests` completions requests of this server; hold every later
-        one, unanswered, until its client leaves (counted as abandoned) or `release()`, then
-        answer it as the server answers at that moment (`fail()` before `release()`: an
-        error)."""
+        """Answer the next `requests` completions requests; hold every later one, unanswered,
+        until its client leaves (counted as abandoned) or `release()`, then answer it as the
+        server answers at that moment (`fail()` before `release()`: an error). Counted from
+        this call: a server shared by several tests holds what each test asks."""
         with self._lock:
-            self._hold_after = requests
+            self._hold_after = self._requests + requests
 
     def release(self) -> None:
         """Answer held requests, and every request from now on."""
