@@ -18,8 +18,10 @@ DEV_OPERATOR_KEY := dev-operator-key
 BACKEND_PORT ?= 8000
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist), each with its own Redis, container and PostgreSQL database;
-# 0 runs the tests in one process. TESTING.md has the measurements behind the default.
-PYTEST_WORKERS ?= 2
+# 0 runs the tests in one process. One more than the cores: much of a test's time is spent
+# waiting for a server or a worker, not computing. TESTING.md has the measurements.
+CORES := $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+PYTEST_WORKERS ?= $(shell expr $(CORES) + 1)
 PARALLEL := -n $(PYTEST_WORKERS)
 # Each test process (and each backend the frontend tests start) would otherwise compile our code
 # and pytest would rewrite every test module and plugin package again: seconds per process.
