@@ -20,6 +20,9 @@ class Usage:
     peak_tree_mb: float = 0.0
     peak_process_mb: float = 0.0
     cpu_seconds: float = 0.0  # user + system time of the tree while sampling
+    # Every process of the machine while sampling (wrk, Redis, the database, anything else):
+    # what the cores actually spent per request, the server's share of it included.
+    machine_cpu_seconds: float = 0.0
     _peak_by_pid: dict[int, float] = field(default_factory=dict)
 
     def add(self, sample: dict[int, float]) -> None:
@@ -36,6 +39,7 @@ def sample(root_pid: int, interval_seconds: float = 0.05) -> Iterator[Usage]:
     done = threading.Event()
     tree = _process_tree(root_pid)
     cpu_before = _cpu_seconds(tree)
+    machine_before = machine_cpu_seconds()
 
     def loop() -> None:
         nonlocal tree
@@ -56,6 +60,15 @@ def sample(root_pid: int, interval_seconds: float = 0.05) -> Iterator[Usage]:
         done.set()
         sampler.join()
         usage.cpu_seconds = _cpu_seconds(tree) - cpu_before
+        usage.machine_cpu_seconds = machine_cpu_seconds() - machine_before
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time every core has spent busy since boot: /proc/stat's first line, all but idle
+    and iowait (user, nice, system, irq, softirq, steal; guest time is within user)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _TICKS_PER_SECOND
 
 
 def _process_tree(root_pid: int) -> list[int]:

@@ -46,6 +46,8 @@ class Measurement:
     peak_tree_mb: float  # every process of the tree together (supervisor and workers)
     # Server CPU time per request: unlike req/s, hardly moved by what else the cores run.
     cpu_ms_per_request: float
+    # The whole machine's CPU time per request: the server's, wrk's, Redis's, the database's.
+    machine_cpu_ms_per_request: float
     unexpected_responses: int  # statuses other than the scenario's own (200, or 503 when open)
     check: str  # "ok" when one request after the load took the intended path, else what it got
 
@@ -167,10 +169,53 @@ def worker_scaling(measurements: list[Measurement]) -> float | None:
     return two.load.requests_per_second / one.load.requests_per_second
 
 
+def ceilings(measurements: list[Measurement], cores: int) -> list[str]:
+    """What the CPU measured in this run allows, for the two targets that CPU bounds.
+
+    One worker is one event loop on one core: once it is busy all the time (req/s x CPU per
+    request near 1 core), its req/s is 1 / CPU per request, for bare_post and the cache hit
+    alike, and their ratio is the ratio of their CPU. Workers share the machine's cores with
+    wrk, Redis and the database: however the work is spread, req/s cannot pass the cores over
+    the machine's CPU per request (every process's, from /proc/stat) at that load.
+    """
+    lines: list[str] = []
+    hit, post = _find(measurements, CACHE_HIT, 1), _best(measurements, BARE_POST, 1)
+    if hit is not None and post is not None:
+        busy = hit.load.requests_per_second * hit.cpu_ms_per_request / 1000
+        lines.append(
+            f"INFO  cache hit / bare_post as their CPU allows (1 worker, busy {busy:.2f} of a "
+            f"core): {post.cpu_ms_per_request:.3f} / {hit.cpu_ms_per_request:.3f} ms = "
+            f"{post.cpu_ms_per_request / hit.cpu_ms_per_request:.2f}; "
+            f"{HIT_THROUGHPUT_OVER_BARE_POST:g}x needs a hit within "
+            f"{post.cpu_ms_per_request / HIT_THROUGHPUT_OVER_BARE_POST:.3f} ms of server CPU"
+        )
+    for workers in sorted({m.workers for m in measurements}):
+        found = _find(measurements, CACHE_HIT, workers)
+        if hit is None or found is None or found.machine_cpu_ms_per_request <= 0:
+            continue
+        most = cores * 1000 / found.machine_cpu_ms_per_request
+        busy = found.load.requests_per_second * found.machine_cpu_ms_per_request / 1000
+        lines.append(
+            f"INFO  cache hit, {workers} worker(s): the machine spends "
+            f"{found.machine_cpu_ms_per_request:.3f} ms of CPU per hit (the server "
+            f"{found.cpu_ms_per_request:.3f}; wrk, Redis, the database the rest), {busy:.2f} of "
+            f"{cores} cores busy; at that cost at most {most:.0f} req/s, "
+            f"{most / hit.load.requests_per_second:.2f}x one worker's"
+        )
+    return lines
+
+
+def _best(measurements: list[Measurement], scenario: str, workers: int) -> Measurement | None:
+    """The fastest run of a scenario served twice (the bare app runs before and after ours)."""
+    runs = [m for m in measurements if m.scenario == scenario and m.workers == workers]
+    return max(runs, key=lambda m: m.load.requests_per_second, default=None)
+
+
 def table(measurements: list[Measurement]) -> str:
     header = (
         f"{'scenario':<13}{'workers':>8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'x post req/s':>14}{'x post p99':>12}{'CPU ms/req':>12}{'RSS MB':>8}{'tree MB':>9}"
+        f"{'x post req/s':>14}{'x post p99':>12}{'CPU ms/req':>12}{'machine':>9}{'RSS MB':>8}"
+        f"{'tree MB':>9}"
         f"{'bad':>6}  check"
     )
     lines = [header, "-" * len(header)]
@@ -181,7 +226,8 @@ def table(measurements: list[Measurement]) -> str:
         lines.append(
             f"{m.scenario:<13}{m.workers:>8}{m.load.requests_per_second:>10.0f}"
             f"{m.load.p50_ms:>9.2f}{m.load.p99_ms:>9.2f}{throughput:>14}{p99:>12}"
-            f"{m.cpu_ms_per_request:>12.3f}{m.peak_process_mb:>8.0f}{m.peak_tree_mb:>9.0f}"
+            f"{m.cpu_ms_per_request:>12.3f}{m.machine_cpu_ms_per_request:>9.3f}"
+            f"{m.peak_process_mb:>8.0f}{m.peak_tree_mb:>9.0f}"
             f"{m.unexpected_responses:>6}  {m.check}"
         )
     return "\n".join(lines)

@@ -194,6 +194,7 @@ def _measure(server: Server, scenario: Scenario, workers: int, config: Config) -
         peak_process_mb=usage.peak_process_mb,
         peak_tree_mb=usage.peak_tree_mb,
         cpu_ms_per_request=usage.cpu_seconds * 1000 / max(1, result.requests),
+        machine_cpu_ms_per_request=usage.machine_cpu_seconds * 1000 / max(1, result.requests),
         unexpected_responses=unexpected,
         check=_verdict(scenario.check(server)),
     )
@@ -224,6 +225,8 @@ def _report(machine: report.Machine, redis: str, bench: Bench, rows: int | None)
     print(report.table(measurements))
     print()
     print(report.target_lines(found))
+    for line in report.ceilings(measurements, os.cpu_count() or 1):
+        print(line)
     print(f"INFO  cache and breaker: {redis}")
     if rows is not None:
         print(f"INFO  history rows written: {rows}")
