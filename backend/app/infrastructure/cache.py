@@ -213,16 +213,16 @@ class ResponseCache:
             return
         # Redis keeps the key through the longest stale grace, then collects it.
         expire_ms = max(1, math.ceil((ttl_seconds + self._max_stale_seconds) * 1000))
-        counts = dict(self._pending)
+        counts = self._take_counts()
         try:
             async with redis.pipeline(transaction=False) as pipe:
                 pipe.set(full_key, record.payload, px=expire_ms)
                 self._queue_counts(pipe, counts)
                 await pipe.execute()
         except REDIS_ERRORS as exc:
+            self._keep_counts(counts)
             self._mark_down(exc)
             return
-        self._settle(counts)
         self._mark_up()
 
     async def invalidate(self, namespace: str | None = None) -> int:
@@ -349,12 +349,15 @@ class ResponseCache:
     # Redis commands. Each raises the client's errors; the public methods decide what they mean.
 
     async def _redis_get(self, redis: Redis, full_key: str) -> bytes | str | None:
-        counts = dict(self._pending)
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.get(full_key)
-            self._queue_counts(pipe, counts)
-            results = await pipe.execute()
-        self._settle(counts)
+        counts = self._take_counts()
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                pipe.get(full_key)
+                self._queue_counts(pipe, counts)
+                results = await pipe.execute()
+        except BaseException:
+            self._keep_counts(counts)
+            raise
         payload: bytes | str | None = results[0]
         return payload
 
@@ -386,12 +389,15 @@ class ResponseCache:
                 return removed
 
     async def _shared_totals(self, redis: Redis) -> dict[str, int]:
-        counts = dict(self._pending)
-        async with redis.pipeline(transaction=False) as pipe:
-            self._queue_counts(pipe, counts)
-            pipe.hgetall(self._stats_key)
-            results = await pipe.execute()
-        self._settle(counts)
+        counts = self._take_counts()
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                self._queue_counts(pipe, counts)
+                pipe.hgetall(self._stats_key)
+                results = await pipe.execute()
+        except BaseException:
+            self._keep_counts(counts)
+            raise
         raw: dict[bytes | str, bytes | str] = results[-1]
         totals = {_as_str(field): int(value) for field, value in raw.items()}
         return {field: totals.get(field, 0) for field in _STAT_FIELDS.values()}
@@ -405,15 +411,15 @@ class ResponseCache:
         redis = None if self._redis is None else self._redis.client_if_up()
         if redis is None:
             return
-        counts = dict(self._pending)
+        counts = self._take_counts()
         try:
             async with redis.pipeline(transaction=False) as pipe:
                 self._queue_counts(pipe, counts)
                 await pipe.execute()
         except REDIS_ERRORS as exc:
+            self._keep_counts(counts)
             self._mark_down(exc)
             return
-        self._settle(counts)
         self._mark_up()
 
     # Counting.
@@ -431,11 +437,24 @@ class ResponseCache:
             if amount:
                 pipe.hincrby(self._stats_key, field, amount)
 
-    def _settle(self, counts: dict[str, int]) -> None:
-        # Subtract what was sent rather than reset: lookups may have been counted meanwhile.
-        for field, amount in counts.items():
-            self._pending[field] -= amount
+    def _take_counts(self) -> dict[str, int]:
+        """The counts not yet sent, now in the caller's hands: zero here until more lookups.
+
+        Taken, not copied: a copy left in `_pending` while the command is in flight would be
+        sent again by any other request's command meanwhile (each request's lookup and write
+        carry the counts), and the error grew with every round until HINCRBY overflowed.
+        """
+        counts = {field: amount for field, amount in self._pending.items() if amount}
+        for field in counts:
+            self._pending[field] = 0
         self._last_flush = self._clock()
+        return counts
+
+    def _keep_counts(self, counts: dict[str, int]) -> None:
+        """Counts whose command failed: sent with a later one (a failed pipeline applied none
+        of them, or some: counts are best effort, never counted twice on purpose)."""
+        for field, amount in counts.items():
+            self._pending[field] += amount
 
     def _make_stats(self, counts: dict[str, int], key_count: int) -> CacheStats:
         hits, misses = counts["hits"], counts["misses"]

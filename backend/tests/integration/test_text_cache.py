@@ -598,6 +598,38 @@ class TestCacheStats:
         assert stats["backend"] == "redis"
 
     @pytest.mark.covers("CACHE-10")
+    async def test_concurrent_misses_each_counted_once_in_the_shared_stats(
+        self, make_client: ClientFactory, redis_backend: RedisBackend, provider: FakeProvider
+    ):
+        """Lookups counted while other requests' counts are on their way to Redis are sent once.
+
+        Integration scope: concurrent /v1 requests on one app → its counts sent to Redis with
+        the next Redis command of whichever request sends one → the shared stats another app
+        (another worker) reads over the same Redis.
+        Business impact: counts sent by two requests in flight at once were counted twice, and
+        the sender took both back from what it had yet to send: the shared total was wrong
+        until its next send, and under steady load the error grew with every round until
+        HINCRBY overflowed 64 bits, from when every cache write failed and the process held
+        Redis down (its rate limits and breakers local) a second at a time.
+        Test strategy: 3 rounds of 20 concurrent requests on one app, each of a text of its
+        own; then the stats as a second app over the same Redis sees them.
+        Success criteria: the second app sees at most 60 misses (nothing counted twice); once
+        the first app has sent what it holds (its own stats request), exactly 60.
+        """
+        busy = await make_client(redis=redis_backend, model=provider.model)
+        other = await make_client(redis=redis_backend, model=provider.model)
+
+        for round_ in range(3):
+            texts = [f"{HARBOUR} Round {round_}, text {n}." for n in range(20)]
+            await asyncio.gather(*(process(busy, summarize(text)) for text in texts))
+        seen_meanwhile = await cache_stats(other)
+        await cache_stats(busy)
+        seen_after = await cache_stats(other)
+
+        assert seen_meanwhile["misses"] <= 60
+        assert (seen_after["hits"], seen_after["misses"], seen_after["key_count"]) == (0, 60, 60)
+
+    @pytest.mark.covers("CACHE-10")
     async def test_without_redis_stats_report_memory_backend(
         self, make_client: ClientFactory, provider: FakeProvider
     ):
