@@ -51,6 +51,13 @@ TEST_KEY_HASH_SECRET = "test-key-hash-secret-0123456789abcdef"
 hypothesis_settings.register_profile("quick", max_examples=5)
 hypothesis_settings.register_profile("default", hypothesis_settings.get_profile("quick"))
 hypothesis_settings.register_profile("thorough", max_examples=20)
+# Where CI is set, Hypothesis loads its own `ci` profile instead of `default`: 100 examples, a
+# minute and more of fuzzing inside `make test`. The same budget as `quick` there too.
+hypothesis_settings.register_profile(
+    "ci",
+    hypothesis_settings.get_profile("ci"),
+    max_examples=hypothesis_settings.get_profile("quick").max_examples,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
