@@ -150,6 +150,39 @@ class TestPostgresUnreachable:
         }
 
     @pytest.mark.covers("FAULT-04")
+    async def test_connections_dropped_between_requests_next_write_still_200(
+        self,
+        make_client: ClientFactory,
+        database_backend: DatabaseBackend,
+        provider: FakeProvider,
+    ):
+        """A database that closed the connections the app holds (a restart, a failover, an
+        idle timeout) between two requests costs the next request nothing.
+
+        Integration scope: the history's group commit, which keeps its connection from one
+        batch to the next (KeptConnection), and the pool's pre-ping for every other checkout →
+        connections the proxy has dropped → a fresh connection for the same transaction.
+        Business impact: a kept connection trades the pool's pre-ping for CPU; without the
+        retry on a fresh connection, the first request after every database restart would be
+        a 503 although the database is up.
+        Test strategy: one request (its history row committed on the kept connection); drop
+        every connection at the proxy and accept new ones at once; process a new text.
+        Success criteria: both 200; two history rows.
+        """
+        async with TcpProxy(*upstream(database_backend)) as proxy:
+            client = await make_client(
+                database=through(proxy, database_backend), model=provider.model
+            )
+            warm = await client.post("/v1/text/process", json=WARM_UP)
+
+            await proxy.cut()
+            await proxy.restore()
+            after = await client.post("/v1/text/process", json=QUESTION)
+
+        assert (warm.status_code, after.status_code) == (200, 200), after.text
+        assert (await row_counts(database_backend))["history"] == 2
+
+    @pytest.mark.covers("FAULT-04")
     async def test_connection_lost_mid_registration_leaves_no_account(
         self, make_client: ClientFactory, database_backend: DatabaseBackend
     ):

@@ -7,8 +7,8 @@ text: PostgreSQL's SQLSTATE, SQLite's result code, the socket's OSError, SQLAlch
 
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,15 +132,6 @@ class Database:
             async with self.sessions.begin() as session:
                 yield session
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A Core connection in a transaction, as `session` commits it and reports outages:
-        for set-based writes on the hot path, which need no ORM unit of work (it cost about
-        0.3 ms of CPU per transaction)."""
-        with _outages_unavailable():
-            async with self.engine.begin() as connection:
-                yield connection
-
     async def ping(self) -> bool:
         try:
             async with self.engine.connect() as connection:
@@ -162,6 +153,55 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class KeptConnection:
+    """A Core connection kept between the transactions of one writer that commits often (the
+    group commit), committed as `Database.session` commits and reporting outages alike.
+
+    A transaction on a connection checked out for it pays the pool's checkout, its reset on
+    return and, on PostgreSQL, the pre-ping: 0.81 ms of CPU for a one-row transaction on SQLite
+    and 0.86 ms on PostgreSQL, against 0.47 and 0.42 ms on a kept one. What the pre-ping gave,
+    a connection the database closed (a restart) replaced before use, is kept: a kept
+    connection that fails as an outage would before the commit is dropped, and the transaction
+    runs once more on a fresh one. A failure at the commit is not retried: the rows may be in.
+    """
+
+    def __init__(self, database: "Database") -> None:
+        self._database = database
+        self._connection: AsyncConnection | None = None
+
+    async def transaction(self, work: Callable[[AsyncConnection], Awaitable[None]]) -> None:
+        """Run `work` in a transaction and commit it; raise DatabaseUnavailableError for an
+        outage, and what `work` raised otherwise (nothing of it committed)."""
+        with _outages_unavailable():
+            kept = self._connection is not None
+            while True:
+                if self._connection is None:
+                    self._connection = await self._database.engine.connect()
+                connection = self._connection
+                try:
+                    transaction = await connection.begin()
+                    await work(connection)
+                except BaseException as exc:
+                    await self.release()
+                    if kept and isinstance(exc, Exception) and is_unavailable(exc):
+                        kept = False  # closed under us since the last batch: once, afresh
+                        continue
+                    raise
+                try:
+                    await transaction.commit()
+                except BaseException:
+                    await self.release()
+                    raise
+                return
+
+    async def release(self) -> None:
+        """Back to the pool (rolling back what is open), or dropped if it is broken."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with suppress(Exception):  # a dead connection: the pool invalidates it
+                await connection.close()
 
 
 @contextmanager

@@ -8,6 +8,11 @@ hands them to `write_batch` in one transaction, and comes back for the items tha
 meanwhile: no timer, no added latency when idle, and batches that grow with the load.
 `write_batch` sees the whole batch, so it can write it as a few set-based statements (one
 multi-row INSERT rather than one per item), which is what keeps a commit cheap under load.
+
+When requests arrive spread out (misses paced by a provider's latency), most batches hold one
+item, and a transaction's fixed cost is most of its price: the committer keeps its connection
+(`KeptConnection`) from one batch to the next, and goes back to the pool once no batch has come
+for KEEP_SECONDS.
 """
 
 import asyncio
@@ -16,9 +21,11 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.infrastructure.database.engine import Database
+from app.infrastructure.database.engine import Database, KeptConnection
 
 MAX_BATCH = 500
+# Idle this long after a batch, the connection goes back to the pool.
+KEEP_SECONDS = 0.5
 Item = TypeVar("Item")
 
 
@@ -28,10 +35,13 @@ class GroupCommitter(Generic[Item]):
         database: Database,
         write_batch: Callable[[AsyncConnection, list[Item]], Awaitable[None]],
     ) -> None:
-        self._database = database
+        self._connection = KeptConnection(database)
         self._write_batch = write_batch
         self._waiting: list[tuple[Item, asyncio.Future[None]]] = []
+        # One task per burst of items, so that its spans and logs carry the context (the
+        # trace) of the request that started it, as each batch's statements did before.
         self._drain_task: asyncio.Task[None] | None = None
+        self._release_timer: asyncio.TimerHandle | None = None
 
     async def run(self, item: Item) -> None:
         """Return once `item` is committed; raise what the commit raised."""
@@ -39,15 +49,13 @@ class GroupCommitter(Generic[Item]):
         self._waiting.append((item, committed))
         if self._drain_task is None or self._drain_task.done():
             self._drain_task = asyncio.create_task(self._drain())
-        # shield: a caller that gives up must not cancel the commit other callers wait on.
         await asyncio.shield(committed)
 
     async def _drain(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
             try:
-                async with self._database.transaction() as connection:
-                    await self._write_batch(connection, [item for item, _ in batch])
+                await self._commit([item for item, _ in batch])
             except Exception as exc:  # every waiter learns why its item was not written
                 for _, committed in batch:
                     if not committed.done():
@@ -56,8 +64,28 @@ class GroupCommitter(Generic[Item]):
                 for _, committed in batch:
                     if not committed.done():
                         committed.set_result(None)
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+        self._release_timer = asyncio.get_running_loop().call_later(
+            KEEP_SECONDS, lambda: asyncio.create_task(self._release_if_idle())
+        )
+
+    async def _commit(self, items: list[Item]) -> None:
+        async def write(connection: AsyncConnection) -> None:
+            await self._write_batch(connection, items)
+
+        await self._connection.transaction(write)
+
+    async def _release_if_idle(self) -> None:
+        # No await between the check and the release taking the connection: a drain that
+        # starts after it checks out a connection of its own.
+        if self._drain_task is None or self._drain_task.done():
+            await self._connection.release()
 
     async def close(self) -> None:
-        """Wait for the items already handed in (at shutdown)."""
+        """Wait for the items already handed in (at shutdown), and give the connection back."""
         if self._drain_task is not None:
             await asyncio.gather(self._drain_task, return_exceptions=True)
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+        await self._connection.release()
