@@ -42,6 +42,7 @@ class GroupCommitter(Generic[Item]):
         # trace) of the request that started it, as each batch's statements did before.
         self._drain_task: asyncio.Task[None] | None = None
         self._release_timer: asyncio.TimerHandle | None = None
+        self._release_task: asyncio.Task[None] | None = None  # referenced: the loop holds weakly
 
     async def run(self, item: Item) -> None:
         """Return once `item` is committed; raise what the commit raised."""
@@ -67,8 +68,11 @@ class GroupCommitter(Generic[Item]):
         if self._release_timer is not None:
             self._release_timer.cancel()
         self._release_timer = asyncio.get_running_loop().call_later(
-            KEEP_SECONDS, lambda: asyncio.create_task(self._release_if_idle())
+            KEEP_SECONDS, self._start_release
         )
+
+    def _start_release(self) -> None:
+        self._release_task = asyncio.create_task(self._release_if_idle())
 
     async def _commit(self, items: list[Item]) -> None:
         async def write(connection: AsyncConnection) -> None:
@@ -88,4 +92,6 @@ class GroupCommitter(Generic[Item]):
             await asyncio.gather(self._drain_task, return_exceptions=True)
         if self._release_timer is not None:
             self._release_timer.cancel()
+        if self._release_task is not None:
+            await asyncio.gather(self._release_task, return_exceptions=True)
         await self._connection.release()
