@@ -1,8 +1,9 @@
 """Fixtures for the frontend tests: real backends on loopback, and pages run by AppTest.
 
-Each backend is `uvicorn app.main:create_app --factory` in a subprocess, started once per test
-process (each pytest-xdist worker) on a free 127.0.0.1 port, with SQLite in a temporary folder
-and the offline `local` model. The pages run in-process under AppTest and reach a backend over
+Each backend is `uvicorn app.main:create_app --factory` in a process of its own, forked from one
+that imported the app once (`backend/tests/preloaded.py`), started once per test process (each
+pytest-xdist worker) on a free 127.0.0.1 port, with SQLite in a temporary folder and the offline
+`local` model. The pages run in-process under AppTest and reach a backend over
 HTTP, exactly as they do in a browser session.
 
 - `backend`: the everyday backend, on this process's real Redis (`worker_services`), emptied
