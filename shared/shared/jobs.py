@@ -17,7 +17,6 @@ from pydantic import (
     Discriminator,
     Field,
     TypeAdapter,
-    ValidationInfo,
     field_validator,
 )
 
@@ -35,6 +34,7 @@ from shared.text import (
     SummarizeOptions,
     Text,
     TextProcessResponse,
+    refuse_question,
 )
 
 MAX_ITEM_ID_LENGTH = 200
@@ -106,15 +106,7 @@ class BaseJobRequest(BaseModel):
 
 class _JobWithoutQuestion(BaseJobRequest):
     question: None = Field(default=None, description="Only `qa` takes a question.")
-
-    @field_validator("question", mode="before")
-    @classmethod
-    def _refuse_question(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is not None:
-            raise ValueError(
-                f"'question' is only accepted by 'qa', not by '{info.data.get('operation')}'"
-            )
-        return value
+    _refuse_question = field_validator("question", mode="before")(refuse_question)
 
 
 class SummarizeJob(_JobWithoutQuestion):

@@ -162,18 +162,18 @@ class BaseTextRequest(BaseModel):
     question: str | None = None
 
 
-class _NoQuestion(BaseTextRequest):
-    # Null is accepted, as it always was; a question is refused, naming the one operation that
-    # takes one.
-    question: None = Field(default=None, description="Only `qa` takes a question.")
+def refuse_question(value: Any, info: ValidationInfo) -> Any:
+    """A `question` validator for the operations that take none (texts and jobs alike): null is
+    accepted, as it always was; a question is refused, naming the one operation that takes one."""
+    if value is not None:
+        operation = info.data.get("operation")  # validated first: it is the first field
+        raise ValueError(f"'question' is only accepted by 'qa', not by '{operation}'")
+    return value
 
-    @field_validator("question", mode="before")
-    @classmethod
-    def _refuse_question(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is not None:
-            operation = info.data.get("operation")  # validated first: it is the first field
-            raise ValueError(f"'question' is only accepted by 'qa', not by '{operation}'")
-        return value
+
+class _NoQuestion(BaseTextRequest):
+    question: None = Field(default=None, description="Only `qa` takes a question.")
+    _refuse_question = field_validator("question", mode="before")(refuse_question)
 
 
 class SummarizeRequest(_NoQuestion):
