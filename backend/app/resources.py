@@ -86,7 +86,9 @@ async def open_resources(
         settings, tracing.instrument_http_client if tracing else None
     )
     provider = AIProvider(model, tracing.ai_instrumentation() if tracing else None)
-    database = Database(settings.database_url)
+    database = Database(
+        settings.database_url, keep_connection_seconds=settings.database_keep_connection_seconds
+    )
     history = HistoryService(database)
     redis = externals.redis
     if redis is None and settings.redis_url:

@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     database_auto_migrate: bool | None = Field(
         None, description="Apply migrations at start; default: yes except in production."
     )
+    # A one-row transaction on a kept connection costs about half the CPU of one on a connection
+    # checked out for it (KeptConnection); keep it below a proxy's idle timeout (PgBouncer's
+    # server_idle_timeout, a cloud load balancer's) so the proxy does not close it first.
+    database_keep_connection_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="Idle time after which the history and job writers give their kept "
+        "database connection back to the pool.",
+    )
     redis_url: str | None = Field(
         None, description="redis://host:port/db; unset means an in-memory cache per process."
     )

@@ -165,13 +165,16 @@ class TestPostgresUnreachable:
         Business impact: a kept connection trades the pool's pre-ping for CPU; without the
         retry on a fresh connection, the first request after every database restart would be
         a 503 although the database is up.
-        Test strategy: one request (its history row committed on the kept connection); drop
-        every connection at the proxy and accept new ones at once; process a new text.
+        Test strategy: one request (its history row committed on the kept connection, kept
+        for a minute so that a slow machine still meets it kept); drop every connection at the
+        proxy and accept new ones at once; process a new text.
         Success criteria: both 200; two history rows.
         """
         async with TcpProxy(*upstream(database_backend)) as proxy:
             client = await make_client(
-                database=through(proxy, database_backend), model=provider.model
+                database=through(proxy, database_backend),
+                model=provider.model,
+                database_keep_connection_seconds=60,
             )
             warm = await client.post("/v1/text/process", json=WARM_UP)
 

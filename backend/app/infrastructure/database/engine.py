@@ -103,8 +103,11 @@ class Database:
         *,
         connect_timeout_seconds: float = 5.0,
         busy_timeout_seconds: float = 30.0,
+        keep_connection_seconds: float = 0.5,
     ) -> None:
         self.url = url
+        # How long a KeptConnection's writer keeps it idle before giving it back to the pool.
+        self.keep_connection_seconds = keep_connection_seconds
         self.is_sqlite = url.startswith("sqlite")
         connect_args: dict[str, Any] = (
             # The busy timeout: wait for the write lock instead of failing under concurrency.

@@ -12,7 +12,7 @@ multi-row INSERT rather than one per item), which is what keeps a commit cheap u
 When requests arrive spread out (misses paced by a provider's latency), most batches hold one
 item, and a transaction's fixed cost is most of its price: the committer keeps its connection
 (`KeptConnection`) from one batch to the next, and goes back to the pool once no batch has come
-for KEEP_SECONDS.
+for the database's `keep_connection_seconds` (DATABASE_KEEP_CONNECTION_SECONDS).
 """
 
 import asyncio
@@ -24,8 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.infrastructure.database.engine import Database, KeptConnection
 
 MAX_BATCH = 500
-# Idle this long after a batch, the connection goes back to the pool.
-KEEP_SECONDS = 0.5
 Item = TypeVar("Item")
 
 
@@ -36,6 +34,7 @@ class GroupCommitter(Generic[Item]):
         write_batch: Callable[[AsyncConnection, list[Item]], Awaitable[None]],
     ) -> None:
         self._connection = KeptConnection(database)
+        self._keep_seconds = database.keep_connection_seconds
         self._write_batch = write_batch
         self._waiting: list[tuple[Item, asyncio.Future[None]]] = []
         # One task per burst of items, so that its spans and logs carry the context (the
@@ -68,7 +67,7 @@ class GroupCommitter(Generic[Item]):
         if self._release_timer is not None:
             self._release_timer.cancel()
         self._release_timer = asyncio.get_running_loop().call_later(
-            KEEP_SECONDS, self._start_release
+            self._keep_seconds, self._start_release
         )
 
     def _start_release(self) -> None:
