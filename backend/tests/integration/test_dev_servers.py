@@ -49,7 +49,8 @@ class MakeTarget:
         return self.output.read_text(errors="replace").splitlines()
 
     def processes_left(self) -> list[str]:
-        """`pid command` of every live process the target started (zombies are not live)."""
+        """`pid state threads=N command` of every live process the target started (zombies
+        are not live): a process that will not end is told apart by its state and threads."""
         marker = f"{TAG_VARIABLE}={self.tag}".encode()
         left = []
         for entry in Path("/proc").iterdir():
@@ -59,10 +60,11 @@ class MakeTarget:
                 environment = (entry / "environ").read_bytes().split(b"\0")
                 state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
                 command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                threads = sum(1 for _ in (entry / "task").iterdir())
             except OSError:  # ended meanwhile, or not ours to read
                 continue
             if marker in environment and state != "Z":
-                left.append(f"{entry.name} {command}")
+                left.append(f"{entry.name} {state} threads={threads} {command}")
         return left
 
 
@@ -185,7 +187,9 @@ class TestMakeRun:
         try:
             running.process.wait(timeout=STOP_SECONDS)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"make run still ran {STOP_SECONDS} s after {stop.name}")
+            pytest.fail(
+                f"make run still ran {STOP_SECONDS} s after {stop.name}: {running.processes_left()}"
+            )
         stop_lines = running.lines()[lines_before:]
         assert all(addresses for addresses in bound.values()), bound
         assert all(address.is_loopback for addresses in bound.values() for address in addresses)
@@ -290,7 +294,13 @@ class TestMakeRunBackendJsonLogs:
                 time.sleep(0.1)
             lines = running.lines()
             os.killpg(running.process.pid, signal.SIGTERM)
-            running.process.wait(timeout=STOP_SECONDS)
+            try:
+                running.process.wait(timeout=STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                pytest.fail(
+                    f"make run-backend still ran {STOP_SECONDS} s after SIGTERM: "
+                    f"{running.processes_left()}; it wrote last: {running.lines()[-3:]}"
+                )
 
         records = [json.loads(line) for line in lines]  # fails on any line that is not JSON
         assert any(record["logger"] == "uvicorn.error" for record in records), lines
