@@ -54,9 +54,8 @@ def error_response(
         # and the body's retry_after_ms give the precise figure.
         headers["Retry-After"] = str(max(1, math.ceil(retry_after_seconds)))
         headers["Retry-After-Ms"] = str(max(0, round(retry_after_seconds * 1000)))
-    # pydantic-core writes the JSON (the same bytes JSONResponse's json.dumps of model_dump()
-    # gave, at a third of the CPU): an error is the answer to overload (429, 503), so it is a
-    # hot path.
+    # pydantic-core writes the JSON (what JSONResponse's json.dumps of model_dump() wrote, at
+    # a third of the CPU): an error is the answer to overload (429, 503), so it is a hot path.
     return Response(
         body.model_dump_json(),
         status_code=status_code,
