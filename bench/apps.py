@@ -33,6 +33,10 @@ from pydantic_ai.messages import (
 from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
 MODEL_NAME = "bench-model"
+# The model that always fails has a name of its own: the model is part of the cache key, and the
+# two apps are served at once on one Redis, where the answering app's cached answers would
+# otherwise answer the failing app's requests before its breaker is ever asked.
+FAILING_MODEL_NAME = "bench-model-down"
 
 
 def create_bench_app() -> FastAPI:
@@ -52,14 +56,15 @@ def create_bench_app() -> FastAPI:
 
 def create_breaker_open_app() -> FastAPI:
     async def fail(_messages: list[ModelMessage], _info: AgentInfo) -> ModelResponse:
-        raise ModelHTTPError(500, MODEL_NAME, body={"error": "down for the benchmark"})
+        raise ModelHTTPError(500, FAILING_MODEL_NAME, body={"error": "down for the benchmark"})
 
     settings = load_settings(
         ai_max_attempts=1,  # one failure, no backoff: the priming request returns at once
         breaker_failure_threshold=1,
         breaker_recovery_seconds=24 * 3600,
     )
-    return create_app(settings, Externals(ai_model=FunctionModel(fail, model_name=MODEL_NAME)))
+    model = FunctionModel(fail, model_name=FAILING_MODEL_NAME)
+    return create_app(settings, Externals(ai_model=model))
 
 
 def token_interval_seconds() -> float:
