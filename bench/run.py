@@ -25,8 +25,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,7 +83,17 @@ class Bench:
     ttft_loaded: dict[int, ttft.Latencies] = field(default_factory=dict)
 
     def run(self, spec: ServerSpec, workers: int) -> None:
+        """One server alone (the bare app), its scenarios one after the other."""
         clear_redis(self.redis_url)  # a cold cache and a closed breaker for every server
+        with self._served(spec, workers) as server:
+            if spec.prepare is not None:
+                spec.prepare(server)
+            for scenario in spec.scenarios:
+                self._keep(_measure(server, scenario, workers, self.config))
+
+    @contextmanager
+    def _served(self, spec: ServerSpec, workers: int) -> Iterator[Server]:
+        """`spec` served, its start-up recorded and printed."""
         with serve(
             spec.factory,
             workers=workers,
@@ -95,10 +105,7 @@ class Bench:
             print(
                 f"\n{spec.name} x{workers}: first answer {server.startup_seconds:.2f}s after spawn"
             )
-            if spec.prepare is not None:
-                spec.prepare(server)
-            for scenario in spec.scenarios:
-                self._keep(_measure(server, scenario, workers, self.config))
+            yield server
 
     def run_ours(self, workers: int) -> None:
         """Our servers at once, each started alone (its start-up timed undisturbed). Each one's
@@ -111,21 +118,7 @@ class Bench:
             in_turns: list[tuple[Server, Scenario]] = []
             servers: list[tuple[ServerSpec, Server]] = []
             for spec in OUR_SERVERS:
-                server = stack.enter_context(
-                    serve(
-                        spec.factory,
-                        workers=workers,
-                        probe_path=spec.probe_path,
-                        env=self.env,
-                        scratch=self.scratch,
-                    )
-                )
-                self.startups.append(Startup(spec.name, workers, server.startup_seconds))
-                print(
-                    f"\n{spec.name} x{workers}: first answer {server.startup_seconds:.2f}s after"
-                    " spawn"
-                )
-                servers.append((spec, server))
+                servers.append((spec, stack.enter_context(self._served(spec, workers))))
             for spec, server in servers:
                 for scenario in spec.scenarios:
                     if scenario.name in ALTERNATED:
@@ -135,7 +128,7 @@ class Bench:
             for spec, server in servers:
                 if spec.prepare is not None:
                     spec.prepare(server)
-                for _server, scenario in (pair for pair in in_turns if pair[0] is server):
+                for scenario in (mine for theirs, mine in in_turns if theirs is server):
                     _loader(server, scenario)(self.config.warmup)
             print(f"  in turns, {SLICES} slices each:")
             for measurement in _measure_in_turns(in_turns, workers, self.config):
@@ -248,9 +241,9 @@ def _measure(server: Server, scenario: Scenario, workers: int, config: Config) -
 def _measure_in_turns(
     pairs: list[tuple[Server, Scenario]], workers: int, config: Config
 ) -> list[Measurement]:
-    """Each (server, scenario), warmed up already, loaded for SLICES slices of the duration, one
-    slice of each in turn; a scenario's slices are added up (requests, CPU) into one
-    measurement, its p50 and p99 the median of its slices'."""
+    """Each (server, scenario), warmed up already, loaded for SLICES slices of the duration
+    (whole seconds, one at least), one slice of each in turn; a scenario's slices are added up
+    (requests, CPU) into one measurement, its p50 and p99 the median of its slices'."""
     loads = [_loader(server, scenario) for server, scenario in pairs]
     seconds = max(1, config.duration // SLICES)
     slices: list[list[tuple[LoadResult, procfs.Usage]]] = [[] for _ in pairs]
