@@ -1,6 +1,7 @@
 """RateLimiter: moving-window counts in Redis, memory while Redis is down, and the tier settings."""
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import fakeredis
 import pytest
@@ -9,6 +10,9 @@ from app.core.exceptions import ConfigurationError
 from app.infrastructure.rate_limit import RateLimiter, RateLimitResult
 from app.infrastructure.redis_client import RedisAvailability
 from fakes.clock import FakeClock
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 
 
 @pytest.fixture
@@ -122,3 +126,42 @@ class TestRateLimitSettings:
 
         with pytest.raises(ConfigurationError, match="RATE_LIMIT_TIERS"):
             load_settings()
+
+
+@pytest.fixture
+async def limits_itself(server: fakeredis.FakeServer) -> AsyncIterator[MovingWindowRateLimiter]:
+    """`limits`' own moving window on the same Redis and key prefix as the app's limiter."""
+    redis = fakeredis.FakeAsyncRedis(server=server)
+    # `limits` annotates its options as scalars, but documents and supports `connection_pool`.
+    options: dict[str, Any] = {"connection_pool": redis.connection_pool}
+    storage = RedisStorage(
+        "async+redis://", implementation="redispy", key_prefix="llm:ratelimit", **options
+    )
+    yield MovingWindowRateLimiter(storage)
+    await redis.aclose()
+
+
+class TestRateLimitWindowInRedis:
+    """The one-round-trip script keeps `limits`' own moving window: its keys and its entries."""
+
+    async def test_window_charged_by_the_script_reads_the_same_through_limits(
+        self, limiter: RateLimiter, limits_itself: MovingWindowRateLimiter
+    ):
+        charged = [await limiter.hit("key:1", per_minute=5, cost=2) for _ in range(3)]
+
+        stats = await limits_itself.get_window_stats(RateLimitItemPerMinute(5), "key:1")
+
+        assert [r.allowed for r in charged] == [True, True, False]
+        assert stats.remaining == charged[-1].remaining == 1
+        assert stats.reset_time == pytest.approx(charged[-1].reset_at)
+
+    async def test_window_charged_by_limits_is_counted_by_the_script(
+        self, limiter: RateLimiter, limits_itself: MovingWindowRateLimiter
+    ):
+        for _ in range(4):
+            await limits_itself.hit(RateLimitItemPerMinute(5), "key:1")
+
+        results = [await limiter.hit("key:1", per_minute=5) for _ in range(2)]
+
+        assert [(r.allowed, r.remaining) for r in results] == [(True, 0), (False, 0)]
+        assert results[-1].retry_after_seconds is not None
