@@ -1,9 +1,9 @@
 """Our app as `make bench` serves it (factories for `uvicorn --factory`); the yardstick it is
 compared with is in `bench.bare`.
 
-- `create_bench_app`: our `create_app`, with a model that answers after
+- `create_bench_app`: our `create_app`, with `bench.provider`'s model, which answers after
   BENCH_PROVIDER_LATENCY_MS (the local engine's results, so answers are real ones of the right
-  type).
+  type); `bench.bare_model` asks the same model with nothing of ours around it.
 - `create_breaker_open_app`: our `create_app` with a model that always fails and a breaker that
   opens on the first failure and stays open for the run.
 - `create_stream_app`: our `create_app` with a model that streams its answer a token (a word)
@@ -28,11 +28,11 @@ from pydantic_ai.exceptions import ModelHTTPError
 from pydantic_ai.messages import (
     ModelMessage,
     ModelResponse,
-    ToolCallPart,
 )
 from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
-MODEL_NAME = "bench-model"
+from bench.provider import MODEL_NAME, answering_model
+
 # The model that always fails has a name of its own: the model is part of the cache key, and the
 # two apps are served at once on one Redis, where the answering app's cached answers would
 # otherwise answer the failing app's requests before its breaker is ever asked.
@@ -40,18 +40,7 @@ FAILING_MODEL_NAME = "bench-model-down"
 
 
 def create_bench_app() -> FastAPI:
-    latency_seconds = float(os.environ.get("BENCH_PROVIDER_LATENCY_MS", "50")) / 1000
-
-    async def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        await asyncio.sleep(latency_seconds)
-        result = run_operation(user_document(messages))
-        return ModelResponse(
-            parts=[ToolCallPart(info.output_tools[0].name, result.model_dump(mode="json"))],
-            model_name=MODEL_NAME,
-        )
-
-    model = FunctionModel(respond, model_name=MODEL_NAME)
-    return create_app(load_settings(), Externals(ai_model=model))
+    return create_app(load_settings(), Externals(ai_model=answering_model()))
 
 
 def create_breaker_open_app() -> FastAPI:

@@ -1,8 +1,9 @@
 """`make bench`: each path of the backend under load, next to a bare FastAPI app.
 
 For each worker count: the bare app (a GET, and a POST of our contracts with nothing of ours
-behind it), our app (health, cache miss, cache hit), our app with its
-breaker open, and the bare app again; each served by its own uvicorn and loaded by wrk (2
+behind it), the bare model app (the same POST asking the benchmark's provider through pydantic-ai,
+the floor of a miss), our app (health, cache miss, cache hit), our app with its breaker open, and
+the bare app again; each served by its own uvicorn and loaded by wrk (2
 threads, 20 connections) after a short warm-up. The cache hit and the open breaker, whose ratio
 is a target, are measured in turns (ALTERNATED): on a shared VM the CPU a request costs moves
 with the host, by 40 % between runs half an hour apart, and what moves during the turns weighs
@@ -34,6 +35,7 @@ from bench import chart, procfs, report, ttft
 from bench.loadgen import CONNECTIONS, THREADS, LoadResult, WrkMissingError, run_wrk, wrk_path
 from bench.report import Measurement, Startup
 from bench.scenarios import (
+    BARE_MODEL_SERVER,
     BARE_SERVER,
     CALLER_KEY,
     HEALTH,
@@ -187,6 +189,7 @@ def main() -> int:
         try:
             for workers in config.workers:
                 bench.run(BARE_SERVER, workers)
+                bench.run(BARE_MODEL_SERVER, workers)
                 bench.run_ours(workers)
                 bench.run(BARE_SERVER, workers)
                 bench.time_to_first_token(workers)

@@ -67,6 +67,13 @@ def _bare_post_answers(server: Server) -> str | None:
     return None if status == 200 else f"HTTP {status} {raw[:200]!r}"
 
 
+def _bare_miss_answers(server: Server) -> str | None:
+    unique = json.dumps({"operation": "sentiment", "text": f"Check {uuid.uuid4().hex}: fine."})
+    headers = {"Content-Type": "application/json"}
+    status, raw = server.request("POST", BARE_POST_PATH, unique, headers)
+    return None if status == 200 and not json.loads(raw)["cached"] else f"{status} {raw[:200]!r}"
+
+
 def _served_from_cache(server: Server) -> str | None:
     status, body = _post(server, HIT_BODY)
     return None if status == 200 and body["cached"] else f"{status} {body}"
@@ -102,6 +109,12 @@ BARE_SERVER = ServerSpec(
         Scenario(report.BARE, BARE_PATH, _answers(BARE_PATH)),
         Scenario(report.BARE_POST, BARE_POST_PATH, _bare_post_answers, "post.lua"),
     ),
+)
+BARE_MODEL_SERVER = ServerSpec(
+    "bare_model",
+    "bench.bare_model:create_bare_model_app",
+    BARE_PATH,
+    (Scenario(report.BARE_MISS, BARE_POST_PATH, _bare_miss_answers, "unique_post.lua"),),
 )
 OUR_SERVERS = (
     ServerSpec(
