@@ -1,6 +1,11 @@
-"""bench/report.py's floor of a cache miss: what FastAPI and pydantic-ai cost alone (bare_miss),
-and the lower bound a miss cannot go under (that floor plus what a hit adds to bare_post)."""
+"""The floor of a cache miss in `make bench`: the yardstick app (bench/bare_model.py) answering
+like our route, and bench/report.py's lines on it: what FastAPI and pydantic-ai cost alone
+(bare_miss), and the bound a miss cannot go under (that floor plus what a hit adds to bare_post)."""
 
+import pytest
+from httpx import ASGITransport, AsyncClient
+
+from bench.bare_model import create_bare_model_app
 from bench.loadgen import LoadResult
 from bench.report import BARE_MISS, BARE_POST, CACHE_HIT, CACHE_MISS, Measurement, ceilings
 
@@ -56,3 +61,25 @@ class TestMissFloor:
         measurements = [measured(BARE_POST, 0.4), measured(CACHE_MISS, 4.5)]
 
         assert miss_lines(ceilings(measurements, cores=2)) == []
+
+
+class TestBareMissApp:
+    async def test_answers_the_operations_result_computed_by_the_provider(
+        self, monkeypatch: pytest.MonkeyPatch
+    ):
+        monkeypatch.setenv("BENCH_PROVIDER_LATENCY_MS", "0")
+        transport = ASGITransport(app=create_bare_model_app())
+        body = {"operation": "sentiment", "text": "The release is fast and the team was helpful."}
+
+        async with AsyncClient(transport=transport, base_url="http://bench") as client:
+            response = await client.post("/bare/process", json=body)
+
+        assert response.status_code == 200
+        answer = response.json()
+        assert (answer["operation"], answer["cached"], answer["model"]) == (
+            "sentiment",
+            False,
+            "bench-model",
+        )
+        assert answer["result"]["kind"] == "sentiment"
+        assert answer["result"]["sentiment"] == "positive"
