@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+# Found upward, as `make test-mutation` runs this from a copy in backend/mutants/.
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / ".ci" / "run").is_file())
 MAKE = shutil.which("make")
 
 pytestmark = pytest.mark.skipif(MAKE is None, reason="make is not on PATH")

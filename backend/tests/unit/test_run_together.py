@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "run_together.py"
+# The repository: found upward, as `make test-mutation` runs this from a copy in backend/mutants/.
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / ".ci" / "run").is_file())
+SCRIPT = ROOT / "scripts" / "run_together.py"
 DEADLINE_SECONDS = 10
 
 
