@@ -24,7 +24,8 @@ import httpx
 import pytest
 from fakes.services import free_port
 
-ROOT = Path(__file__).resolve().parents[3]
+# Found upward, as `make test-mutation` runs this from a copy in backend/mutants/.
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / ".ci" / "run").is_file())
 MAKE = shutil.which("make")
 TAG_VARIABLE = "DEV_SERVERS_TEST_TAG"
 STARTUP_SECONDS = 60  # both servers on a busy 2-core machine take up to ~20 s
