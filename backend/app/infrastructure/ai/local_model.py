@@ -1,9 +1,9 @@
 """The offline `local` model: pydantic-ai's FunctionModel backed by `local_engine`.
 
-It goes through the same Agent, output validation and resilience path as a real provider,
-so the default configuration exercises the whole stack without a key or a network. Streamed, it
-sends the same result word by word, `stream_delay_seconds` apart, so that the offline default
-shows streaming as a real model does.
+It goes through the same model request, output validation and resilience path as a real
+provider, so the default configuration exercises the whole stack without a key or a network.
+Streamed, it sends the same result word by word, `stream_delay_seconds` apart, so that the
+offline default shows streaming as a real model does.
 """
 
 import asyncio

@@ -1,15 +1,13 @@
-"""The AI provider through pydantic-ai: one agent per operation, one attempt per call.
+"""The AI provider through pydantic-ai: the model asked directly, one attempt per call.
 
 `run` asks the model directly (pydantic-ai's `direct.model_request`) with the output tool an
 agent would declare, validates the tool call itself and sends an invalid one back once, as an
 agent with `retries=1` does: an agent run cost about 3 ms of CPU for its graph alone, most of a
-cache miss's CPU, against 0.3 ms for the request (`make bench`; README, Benchmarks). Its span is
-the agent's (`invoke_agent <operation>`), so a trace looks the same. Streams keep the agent,
-whose partial validation of a streamed output is worth its cost there.
-
-The agents hold no model: they are built once per process and each stream names the app's
-model. An agent's construction (its output schema, toolsets) costs milliseconds, paid once
-rather than by every app a test builds; nothing of an app (model, tracing) lives in them.
+cache miss's CPU, against 0.3 ms for the request (`make bench`; README, Benchmarks). `stream`
+does the same with `direct.model_request_stream`: through an agent's `run_stream`, the first
+snapshot of a streamed answer cost 8.1-8.4 ms of CPU, against 0.4-0.5 ms (the local model, a
+2-core VM where `make bench`'s first token was 18 ms behind the provider's). Both run inside the
+span an agent's run would open (`invoke_agent <operation>`), so a trace looks the same.
 
 Prompt-injection defence is structural: the instructions are fixed per operation and the
 user's text travels as a JSON document in the user message, marked as data. Nothing is
@@ -31,8 +29,7 @@ import anyio
 from opentelemetry.trace import Tracer
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
-from pydantic_ai import Agent
-from pydantic_ai.direct import model_request
+from pydantic_ai.direct import model_request, model_request_stream
 from pydantic_ai.exceptions import (
     ModelAPIError,
     ModelHTTPError,
@@ -52,7 +49,7 @@ from pydantic_ai.messages import (
 from pydantic_ai.models import Model, ModelRequestParameters, infer_model
 from pydantic_ai.models.instrumented import InstrumentationSettings, InstrumentedModel
 from pydantic_ai.tools import GenerateToolJsonSchema, ToolDefinition
-from pydantic_ai.usage import RequestUsage, RunUsage
+from pydantic_ai.usage import RequestUsage
 from pydantic_core import from_json
 from shared.text import RESULT_TYPE_BY_OPERATION, Operation
 
@@ -220,18 +217,6 @@ def _output_or_retry(
         )
 
 
-@functools.cache
-def _agent(operation: Operation) -> Agent[None, Any]:
-    """The process's agent for `operation`, without a model: each run names its own."""
-    return Agent(
-        None,
-        output_type=RESULT_TYPE_BY_OPERATION[operation],
-        instructions=INSTRUCTIONS[operation],
-        retries=OUTPUT_RETRIES,
-        name=operation.value,  # names the agent's span: `invoke_agent summarize`
-    )
-
-
 class AIProvider:
     """One attempt at an operation; pydantic-ai's errors leave as our ProviderError family."""
 
@@ -322,14 +307,40 @@ class AIProvider:
     def _estimates_usage(self) -> bool:
         return self.model_id == LOCAL_MODEL_NAME
 
+    async def _read(self, stream: "ProviderStream", request: ProviderRequest) -> None:
+        """The model's stream into `stream`: each response so far, then the validated output."""
+        operation = request.operation
+        prompt = UserPromptPart(request.as_user_message())
+        messages = [ModelRequest([prompt], instructions=INSTRUCTIONS[operation])]
+        try:
+            with self._agent_span(operation):
+                async with model_request_stream(
+                    self._run_model,
+                    messages,
+                    model_request_parameters=_parameters(operation),
+                    instrument=False,  # the model is instrumented already when tracing is on
+                ) as streamed:
+                    async for _event in streamed:
+                        stream.offer(_arguments(streamed.get()))
+                    response = streamed.get()
+            found = _output_or_retry(response, operation)
+            if not isinstance(found, BaseModel):
+                raise UnexpectedModelBehavior("The streamed output did not validate")
+            usage = response.usage
+            stream.finish(
+                ProviderAnswer(
+                    found, usage.input_tokens, usage.output_tokens, self._estimates_usage
+                )
+            )
+        except Exception as exc:  # handed to the caller, who raises it as ours
+            stream.fail(exc)
+
     @asynccontextmanager
     async def stream(self, request: ProviderRequest) -> AsyncIterator["ProviderStream"]:
         """The answer as the model streams it, read by a task of its own; leaving cancels that
         task, which closes the model's stream (its HTTP response) whether or not it ended."""
-        stream = ProviderStream(estimated=self._estimates_usage)
-        reader = asyncio.create_task(
-            stream.read(_agent(request.operation), self._run_model, request.as_user_message())
-        )
+        stream = ProviderStream()
+        reader = asyncio.create_task(self._read(stream, request))
         try:
             yield stream
         finally:
@@ -342,36 +353,39 @@ class ProviderStream:
     """One streamed answer: the output's arguments as they grow, then the validated output
     and the tokens it cost (read once the model's stream has ended, as for `run`).
 
-    A task of its own reads the model's stream, because pydantic-ai's `run_stream` holds anyio
-    cancel scopes while it is open: a caller that yields events inside it (a response generator)
-    could not be closed by a server without leaving those scopes out of order. Here they are
-    entered and left by the reading task alone, and the caller only waits on this object.
+    A task of its own reads the model's stream (`AIProvider._read`), because pydantic-ai's
+    streamed response holds anyio cancel scopes while it is open: a caller that yields events
+    inside it (a response generator) could not be closed by a server without leaving those
+    scopes out of order. Here they are entered and left by the reading task alone, and the
+    caller only waits on this object.
 
     Snapshots are the output tool call's arguments parsed as partial JSON, so a text field can
     be read before the fields after it have arrived (pydantic-ai's own partial validation waits
     for every required field). Only the latest is kept: a slow reader gets fewer, larger steps.
-    Unlike `run`, an invalid output is not sent back for another try (pydantic-ai cannot retry
-    inside a stream): it is InvalidProviderOutputError at once.
+    Unlike `run`, an invalid output is not sent back for another try (what was streamed has been
+    shown): it is InvalidProviderOutputError at once.
     """
 
-    def __init__(self, *, estimated: bool) -> None:
-        self._estimated = estimated
+    def __init__(self) -> None:
         self._latest: dict[str, Any] | None = None
         self._answer: ProviderAnswer | None = None
         self._error: Exception | None = None
         self._finished = False
         self._changed = asyncio.Event()
 
-    async def read(self, agent: Agent[None, Any], model: Model, prompt: str) -> None:
-        try:
-            async with agent.run_stream(prompt, model=model) as result:
-                async for response in result.stream_response(debounce_by=None):
-                    self._latest = _arguments(response)
-                    self._changed.set()
-                output = await result.get_output()
-                self._answer = _answer(output, result.usage, estimated=self._estimated)
-        except Exception as exc:  # handed to the caller, who raises it as ours
-            self._error = exc
+    def offer(self, snapshot: dict[str, Any]) -> None:
+        self._latest = snapshot
+        self._changed.set()
+
+    def finish(self, answer: ProviderAnswer) -> None:
+        self._answer = answer
+        self._end()
+
+    def fail(self, error: Exception) -> None:
+        self._error = error
+        self._end()
+
+    def _end(self) -> None:
         self._finished = True
         self._changed.set()
 
@@ -400,10 +414,6 @@ class ProviderStream:
         if self._error is not None:
             with _translated_errors(retried=False):
                 raise self._error
-
-
-def _answer(output: BaseModel, usage: RunUsage, *, estimated: bool) -> ProviderAnswer:
-    return ProviderAnswer(output, usage.input_tokens, usage.output_tokens, estimated)
 
 
 def _arguments(response: ModelResponse) -> dict[str, Any]:
