@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from app.infrastructure.ai.local_model import tool_call_chunks
 from app.main import create_app
 from app.resources import Externals
 from conftest import OPERATOR_KEY, PUBLIC_KEY, DatabaseBackend, RedisBackend, make_settings
@@ -27,7 +28,9 @@ from fakes.openai_server import openai_compatible_server
 from fakes.providers import FakeProvider, RecordingSleep
 from httpx_sse import aconnect_sse
 from pydantic_ai import models
+from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
 from pydantic_ai.models import Model
+from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
 TEXT = (
     "The city council approved the new cycling plan on Tuesday. Twelve kilometres of protected "
@@ -558,6 +561,59 @@ class TestStreamResilience:
             body["details"],
         )
         assert event["request_id"]
+
+    @pytest.mark.covers("STREAM-08")
+    async def test_streamed_output_that_does_not_validate_ends_with_error_not_cached(
+        self, make_stream_client: StreamClientFactory
+    ):
+        """A model whose streamed output does not fit the result type ends the stream in error.
+
+        Integration scope: the provider's own validation of a streamed tool call (it asks the
+        model directly, not through an agent) → the error mapping → the `error` event, the
+        history row and the cache.
+        Business impact: an answer that does not fit its contract must never reach a client
+        as `done`, nor be cached and served to the next caller.
+        Test strategy: a model whose summary tool call lacks the summary, streamed and not;
+        stream it twice, then ask /process.
+        Success criteria: each stream ends with `error` coded as /process's 502 is
+        (`invalid_provider_output`), no `done`; the second stream asks the model again (nothing
+        was cached); the history rows carry that code.
+        """
+        calls = 0
+        arguments = {"kind": "summary"}  # the required `summary` is missing
+
+        async def answer(_messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+            nonlocal calls
+            calls += 1
+            return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, arguments)])
+
+        async def chunks(
+            _messages: list[ModelMessage], info: AgentInfo
+        ) -> AsyncIterator[DeltaToolCalls]:
+            nonlocal calls
+            calls += 1
+            for chunk in tool_call_chunks(info.output_tools[0].name, arguments):
+                yield chunk
+
+        client = await make_stream_client(
+            model=FunctionModel(answer, stream_function=chunks), ai_max_attempts=1
+        )
+
+        first = await stream(client)
+        second = await stream(client)
+        processed = await client.post("/v1/text/process", json=SUMMARIZE)
+
+        assert first.names[-1] == second.names[-1] == "error"
+        assert "done" not in first.names + second.names
+        assert processed.status_code == 502
+        assert (
+            first.data("error")["error"]["code"]
+            == processed.json()["error"]["code"]
+            == "invalid_provider_output"
+        )
+        assert calls == 1 + 1 + 2  # two streams, then /process and its one retry
+        outcomes = [row["outcome"] for row in await history(client) if row["streamed"]]
+        assert outcomes == ["invalid_provider_output"] * 2
 
 
 class TestStreamDisconnect:
