@@ -1,47 +1,29 @@
 """The yardstick of a cache miss: FastAPI and one pydantic-ai model request, nothing of ours.
 
 `POST /bare/process` takes the body `/v1/text/process` takes, asks `bench.provider`'s model once
-with pydantic-ai's `direct.model_request` (the call our provider makes, with the same
-output tool), validates the tool call into the operation's result type and answers a
+with pydantic-ai's `direct.model_request` and our provider's output tool (the request our
+provider makes), validates the tool call into the operation's result type and answers a
 `TextProcessResponse`. No authentication, rate limit, cache, breaker, retries, history row or
 middleware of ours: its CPU per request is what the framework, pydantic-ai and the benchmark's
 provider cost on this machine, the part of a miss's CPU that no change of ours can remove.
 
-It imports the local engine (the provider's answers) and nothing else of the app's stack.
 `GET /bare` answers the start-up probe.
 """
 
 import json
 import time
 
+from app.infrastructure.ai.provider import output_tool_parameters
 from fastapi import FastAPI
 from pydantic_ai.direct import model_request
 from pydantic_ai.messages import ModelRequest, UserPromptPart
-from pydantic_ai.models import ModelRequestParameters
-from pydantic_ai.tools import GenerateToolJsonSchema, ToolDefinition
-from shared.text import (
-    RESULT_TYPE_BY_OPERATION,
-    Operation,
-    TextProcessRequest,
-    TextProcessResponse,
-)
+from shared.text import RESULT_TYPE_BY_OPERATION, TextProcessRequest, TextProcessResponse
 
 from bench.provider import MODEL_NAME, answering_model
-
-OUTPUT_TOOL = "final_result"
-
-
-def _parameters(operation: Operation) -> ModelRequestParameters:
-    schema = RESULT_TYPE_BY_OPERATION[operation].model_json_schema(
-        schema_generator=GenerateToolJsonSchema
-    )
-    tool = ToolDefinition(name=OUTPUT_TOOL, parameters_json_schema=schema, kind="output")
-    return ModelRequestParameters(output_mode="tool", output_tools=[tool], allow_text_output=False)
 
 
 def create_bare_model_app() -> FastAPI:
     model = answering_model()
-    parameters = {operation: _parameters(operation) for operation in Operation}
     app = FastAPI()
 
     @app.get("/bare")  # its start-up is probed here, as the bare app's is
@@ -59,7 +41,9 @@ def create_bare_model_app() -> FastAPI:
         }
         prompt = UserPromptPart(json.dumps(document, ensure_ascii=False))
         response = await model_request(
-            model, [ModelRequest([prompt])], model_request_parameters=parameters[body.operation]
+            model,
+            [ModelRequest([prompt])],
+            model_request_parameters=output_tool_parameters(body.operation),
         )
         call = response.tool_calls[0]
         result_type = RESULT_TYPE_BY_OPERATION[body.operation]

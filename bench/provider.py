@@ -12,12 +12,8 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 MODEL_NAME = "bench-model"
 
 
-def provider_latency_seconds() -> float:
-    return float(os.environ.get("BENCH_PROVIDER_LATENCY_MS", "50")) / 1000
-
-
 def answering_model() -> FunctionModel:
-    latency_seconds = provider_latency_seconds()
+    latency_seconds = float(os.environ.get("BENCH_PROVIDER_LATENCY_MS", "50")) / 1000
 
     async def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         await asyncio.sleep(latency_seconds)

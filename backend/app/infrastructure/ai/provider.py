@@ -180,7 +180,7 @@ _USE_THE_TOOL = "Please include your response in a tool call."
 
 
 @functools.cache
-def _parameters(operation: Operation) -> ModelRequestParameters:
+def output_tool_parameters(operation: Operation) -> ModelRequestParameters:
     """The request an agent with this operation's output type makes: one output tool."""
     schema = RESULT_TYPE_BY_OPERATION[operation].model_json_schema(
         schema_generator=GenerateToolJsonSchema
@@ -281,7 +281,7 @@ class AIProvider:
             response = await model_request(
                 self._run_model,
                 messages,
-                model_request_parameters=_parameters(operation),
+                model_request_parameters=output_tool_parameters(operation),
                 instrument=False,  # the model is instrumented already when tracing is on
             )
             usage += response.usage
@@ -317,7 +317,7 @@ class AIProvider:
                 async with model_request_stream(
                     self._run_model,
                     messages,
-                    model_request_parameters=_parameters(operation),
+                    model_request_parameters=output_tool_parameters(operation),
                     instrument=False,  # the model is instrumented already when tracing is on
                 ) as streamed:
                     async for _event in streamed:
