@@ -91,6 +91,61 @@ class TestDocumentedExamples:
         assert operations == {(path, operation) for path in text_routes for operation in Operation}
 
 
+class TestPublicDocumentLayout:
+    """Seam: the API's routers, some listed flat for speed → the public OpenAPI document.
+
+    Paths: DOCS-04
+    Real: the app from create_app in its lifespan, over in-process HTTP; the document as the
+    app builds it from its routes.
+    Faked: nothing.
+    """
+
+    @pytest.mark.covers("DOCS-04")
+    async def test_document_lists_paths_in_reading_order_and_keyed_routes_document_401_503(
+        self, make_client: ClientFactory
+    ):
+        """The routes listed flat, outside any included router, read as the included ones did.
+
+        Integration scope: app.api.v1's flat routes and included routers → FastAPI's OpenAPI
+        generation → `/openapi.json`.
+        Business impact: the busiest routes are listed flat, with their full paths, because
+        FastAPI walks included routers anew on every request. Listed in another order, the
+        document a newcomer reads first would reshuffle; declared without the responses their
+        router was included with, keyed routes would stop documenting their 401 and 503.
+        Test strategy: read the public document; compare its paths, in order, with the API's
+        reading order, and collect the keyed operations missing a 401 or a 503.
+        Success criteria: probes, liveness, text, history, jobs, accounts, in that order; every
+        operation with a security requirement documents 401 and 503.
+        """
+        client = await make_client(api_key=None)
+
+        spec = (await client.get("/openapi.json")).json()
+
+        keyed_without_errors = [
+            f"{method.upper()} {path}"
+            for path, methods in spec["paths"].items()
+            for method, operation in methods.items()
+            if operation.get("security") and not {"401", "503"} <= operation["responses"].keys()
+        ]
+        assert list(spec["paths"]) == [
+            "/healthz",
+            "/readyz",
+            "/v1/health",
+            "/v1/text/operations",
+            "/v1/text/process",
+            "/v1/text/stream",
+            "/v1/text/batch",
+            "/v1/history",
+            "/v1/jobs",
+            "/v1/jobs/{job_id}",
+            "/v1/jobs/{job_id}/results",
+            "/v1/auth/register",
+            "/v1/auth/me",
+            "/v1/auth/keys/rotate",
+        ]
+        assert keyed_without_errors == []
+
+
 class TestDocumentationPages:
     """Seam: /docs, /redoc, /internal/docs → the app's own static assets.
 

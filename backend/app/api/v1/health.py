@@ -3,7 +3,7 @@ from importlib.metadata import version
 from fastapi import APIRouter
 from shared.health import LivenessResponse
 
-router = APIRouter(tags=["health"])
+router = APIRouter(prefix="/v1", tags=["health"])  # listed flat: see app.api.v1
 VERSION = version("llm-starter-backend")  # read once: the metadata lookup costs ~250 µs
 
 

@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect
 from app.api import examples
 from app.api.deps import KEY_SECURITY, CallerDep, charge_rate_limit, limit_result, resources_of
 from app.api.errors import app_error_response, invalid_request
-from app.api.responses import BODY_ERRORS, PROVIDER_ERRORS
+from app.api.responses import BODY_ERRORS, PROVIDER_ERRORS, errors
 from app.api.sse import event_stream_response
 from app.core.exceptions import RateLimitedError, ValidationError
 from app.core.logging import annotate_request
@@ -72,7 +72,14 @@ async def _is_json(request: Request) -> bool:
     return True
 
 
-router = APIRouter(prefix="/text", tags=["text"], route_class=RateLimitedRoute)
+# Declared with its full path and listed flat (see app.api.v1). 503: issued keys are checked
+# against the database, which may be down.
+router = APIRouter(
+    prefix="/v1/text",
+    tags=["text"],
+    route_class=RateLimitedRoute,
+    responses=errors(401, 503),
+)
 
 
 def _integer_headers(descriptions: dict[str, str]) -> dict[str, Any]:
