@@ -1,0 +1,73 @@
+"""bench/report.py's line on the cache-hit p99 target: the hit's p99 over bare_post's taken apart
+into the ratio of their medians (which the throughputs set) and the ratio of their tails, with the
+tail the target would need beside the tightest tail of the run."""
+
+from bench.loadgen import LoadResult
+from bench.report import BARE_POST, BREAKER_OPEN, CACHE_HIT, CACHE_MISS, Measurement, ceilings
+
+
+def measured(scenario: str, p50_ms: float, p99_ms: float, workers: int = 1) -> Measurement:
+    load = LoadResult(
+        requests_per_second=1000.0,
+        p50_ms=p50_ms,
+        p99_ms=p99_ms,
+        requests=5000,
+        non_2xx=0,
+        socket_errors=0,
+    )
+    return Measurement(
+        scenario=scenario,
+        workers=workers,
+        load=load,
+        peak_process_mb=100.0,
+        peak_tree_mb=100.0,
+        cpu_ms_per_request=0.3,
+        machine_cpu_ms_per_request=0.35,
+        unexpected_responses=0,
+        check="ok",
+    )
+
+
+def tail_lines(measurements: list[Measurement]) -> list[str]:
+    return [line for line in ceilings(measurements, cores=2) if "cache-hit p99" in line]
+
+
+class TestHitTail:
+    def test_p99_ratio_is_the_medians_ratio_times_the_tails_ratio(self):
+        measurements = [
+            measured(BARE_POST, p50_ms=2.0, p99_ms=4.4),
+            measured(CACHE_HIT, p50_ms=7.0, p99_ms=13.0),
+            measured(BREAKER_OPEN, p50_ms=6.5, p99_ms=11.7),
+        ]
+
+        [line] = tail_lines(measurements)
+
+        assert "= 3.50 x (1.86 / 2.20) = 2.95;" in line
+        # 2 x 4.4 ms leaves a hit with a 7.0 ms median a p99 of 1.26 times it.
+        assert "2x needs the hit's p99 within 1.26x its p50" in line
+        assert "the tightest tail in this run: breaker_open 1.80x" in line
+
+    def test_compares_with_the_bare_post_run_the_target_uses_the_lowest_p99(self):
+        measurements = [
+            measured(BARE_POST, p50_ms=2.0, p99_ms=6.0),
+            measured(BARE_POST, p50_ms=2.5, p99_ms=5.0),
+            measured(CACHE_HIT, p50_ms=5.0, p99_ms=10.0),
+        ]
+
+        [line] = tail_lines(measurements)
+
+        assert "= 2.00 x (2.00 / 2.00) = 2.00;" in line
+
+    def test_misses_whose_latency_is_the_providers_are_not_the_tightest_tail(self):
+        measurements = [
+            measured(BARE_POST, p50_ms=2.0, p99_ms=4.4),
+            measured(CACHE_HIT, p50_ms=7.0, p99_ms=13.0),
+            measured(CACHE_MISS, p50_ms=55.0, p99_ms=60.0),
+        ]
+
+        [line] = tail_lines(measurements)
+
+        assert line.endswith("the tightest tail in this run: cache_hit 1.86x")
+
+    def test_without_a_hit_nothing_is_claimed(self):
+        assert tail_lines([measured(BARE_POST, p50_ms=2.0, p99_ms=4.4)]) == []
