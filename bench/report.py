@@ -22,9 +22,10 @@ BARE_POST = "bare_post"  # the framework's floor for a request like a cache hit:
 BARE_MISS = "bare_miss"  # the framework and one pydantic-ai model request: a miss's floor
 HEALTH = "health"
 CACHE_HIT = "cache_hit"
+LIMITED_HIT = "limited_hit"  # a cache hit with a rate-limited key: the limiter's round trip too
 CACHE_MISS = "cache_miss"
 BREAKER_OPEN = "breaker_open"
-SCENARIOS = (BARE, BARE_POST, BARE_MISS, HEALTH, CACHE_HIT, CACHE_MISS, BREAKER_OPEN)
+SCENARIOS = (BARE, BARE_POST, BARE_MISS, HEALTH, CACHE_HIT, LIMITED_HIT, CACHE_MISS, BREAKER_OPEN)
 
 YARDSTICKS = (BARE, BARE_POST, BARE_MISS)  # served by bench.bare and bench.bare_model
 MISSES = (BARE_MISS, CACHE_MISS)  # the provider's latency, not the CPU, sets their latency
@@ -192,6 +193,7 @@ def ceilings(measurements: list[Measurement], cores: int) -> list[str]:
             f"{post.cpu_ms_per_request / HIT_THROUGHPUT_OVER_BARE_POST:.3f} ms of server CPU"
         )
     lines.extend(_hit_tail_lines(measurements))
+    lines.extend(_rate_limit_lines(measurements))
     for workers in sorted({m.workers for m in measurements}):
         lines.extend(_miss_floor_lines(measurements, workers))
     for workers in sorted({m.workers for m in measurements}):
@@ -235,6 +237,26 @@ def _hit_tail_lines(measurements: list[Measurement]) -> list[str]:
         f"needs the hit's p99 within {needed:.2f}x its p50; the tightest tail in this run: "
         f"{tightest.scenario} {tail(tightest.load):.2f}x"
     ]
+
+
+def _rate_limit_lines(measurements: list[Measurement]) -> list[str]:
+    """What a caller with a rate limit pays for it: the same hit, with a public key."""
+    lines = []
+    for workers in sorted({m.workers for m in measurements}):
+        hit, limited = (
+            _find(measurements, CACHE_HIT, workers),
+            _find(measurements, LIMITED_HIT, workers),
+        )
+        if hit is None or limited is None:
+            continue
+        added = limited.cpu_ms_per_request - hit.cpu_ms_per_request
+        lines.append(
+            f"INFO  rate-limited hit, {workers} worker(s): {limited.cpu_ms_per_request:.3f} ms of "
+            f"server CPU against the operator's {hit.cpu_ms_per_request:.3f}: the limit adds "
+            f"{added:.3f} ms ({added / hit.cpu_ms_per_request:.0%}), at "
+            f"{limited.load.requests_per_second / hit.load.requests_per_second:.2f}x its req/s"
+        )
+    return lines
 
 
 def _miss_floor_lines(measurements: list[Measurement], workers: int) -> list[str]:

@@ -2,12 +2,12 @@
 
 For each worker count: the bare app (a GET, and a POST of our contracts with nothing of ours
 behind it), the bare model app (the same POST asking the benchmark's provider through pydantic-ai,
-the floor of a miss), our app (health, cache miss, cache hit), our app with its breaker open, and
-the bare app again; each served by its own uvicorn and loaded by wrk (2
-threads, 20 connections) after a short warm-up. The cache hit and the open breaker, whose ratio
-is a target, are measured in turns (ALTERNATED): on a shared VM the CPU a request costs moves
-with the host, by 40 % between runs half an hour apart, and what moves during the turns weighs
-on both sides of the ratio alike. Then the time to first token of streamed answers
+the floor of a miss), our app (health, cache miss, cache hit, the hit with a rate-limited key),
+our app with its breaker open, and the bare app again; each served by its own uvicorn and loaded
+by wrk (2 threads, 20 connections) after a short warm-up. The hits and the open breaker, whose
+ratios to one another are read, are measured in turns (ALTERNATED): on a shared VM the CPU a
+request costs moves with the host, by 40 % between runs half an hour apart, and what moves during
+the turns weighs on both sides of a ratio alike. Then the time to first token of streamed answers
 (`bench.ttft`), through the service and from the provider alone. Prints a table and the targets,
 writes reports/bench/bench.json and bench.png. Exits non-zero on a crash only: a missed target
 is reported (FAIL), not raised. The targets (`bench.report`) are ratios measured in this run;
@@ -37,9 +37,9 @@ from bench.report import Measurement, Startup
 from bench.scenarios import (
     BARE_MODEL_SERVER,
     BARE_SERVER,
-    CALLER_KEY,
     HEALTH,
     HIT_BODY,
+    LIMITED_TIERS,
     OPERATOR_KEY,
     OUR_SERVERS,
     PUBLIC_KEY,
@@ -51,7 +51,7 @@ from bench.services import choose_redis, clear_redis, history_rows, migrate
 
 OUTPUT = REPO / "reports" / "bench"
 # Measured in turns, SLICES slices of each, rather than one after the other.
-ALTERNATED = (report.CACHE_HIT, report.BREAKER_OPEN)
+ALTERNATED = (report.CACHE_HIT, report.LIMITED_HIT, report.BREAKER_OPEN)
 SLICES = 5
 
 
@@ -207,6 +207,8 @@ def _server_env(config: Config, redis_url: str | None, database_url: str) -> dic
         "LOG_LEVEL": "WARNING",
         "API_KEYS": PUBLIC_KEY,
         "INTERNAL_API_KEYS": OPERATOR_KEY,
+        "RATE_LIMIT_TIERS": LIMITED_TIERS,
+        "API_KEYS_TIER": "pro",
         "DATABASE_URL": database_url,
         "DATABASE_AUTO_MIGRATE": "false",  # migrated once, before any server starts
         "BENCH_PROVIDER_LATENCY_MS": f"{config.provider_latency_ms:g}",
@@ -225,7 +227,7 @@ def _loader(server: Server, scenario: Scenario) -> Callable[[int], LoadResult]:
         wrk_env = {
             **os.environ,
             "BENCH_BODY": HIT_BODY,
-            "BENCH_API_KEY": CALLER_KEY,
+            "BENCH_API_KEY": scenario.key,
             "BENCH_RUN_ID": uuid.uuid4().hex[:8],  # fresh texts for every cache-miss run
         }
         return run_wrk(url, seconds, script=scenario.script, env=wrk_env)

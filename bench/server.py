@@ -30,11 +30,19 @@ class Server:
     def request(
         self, method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
+        status, raw, _ = self.exchange(method, path, body, headers)
+        return status, raw
+
+    def exchange(
+        self, method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """One request's status, body and response headers (names in lower case)."""
         connection = http.client.HTTPConnection(HOST, self.port, timeout=10)
         try:
             connection.request(method, path, body=body, headers=headers or {})
             response = connection.getresponse()
-            return response.status, response.read()
+            answered = {name.lower(): value for name, value in response.getheaders()}
+            return response.status, response.read(), answered
         finally:
             connection.close()
 

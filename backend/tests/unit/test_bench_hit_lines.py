@@ -1,14 +1,30 @@
-"""bench/report.py's line on the cache-hit p99 target: the hit's p99 over bare_post's taken apart
-into the ratio of their medians (which the throughputs set) and the ratio of their tails, with the
-tail the target would need beside the tightest tail of the run."""
+"""bench/report.py's lines on the cache hit: its p99 over bare_post's taken apart into the ratio
+of their medians (which the throughputs set) and the ratio of their tails, with the tail the
+target would need beside the tightest tail of the run; and what a rate-limited key's hit costs
+over the operator's."""
 
 from bench.loadgen import LoadResult
-from bench.report import BARE_POST, BREAKER_OPEN, CACHE_HIT, CACHE_MISS, Measurement, ceilings
+from bench.report import (
+    BARE_POST,
+    BREAKER_OPEN,
+    CACHE_HIT,
+    CACHE_MISS,
+    LIMITED_HIT,
+    Measurement,
+    ceilings,
+)
 
 
-def measured(scenario: str, p50_ms: float, p99_ms: float, workers: int = 1) -> Measurement:
+def measured(
+    scenario: str,
+    p50_ms: float = 5.0,
+    p99_ms: float = 9.0,
+    workers: int = 1,
+    cpu_ms: float = 0.3,
+    requests_per_second: float = 1000.0,
+) -> Measurement:
     load = LoadResult(
-        requests_per_second=1000.0,
+        requests_per_second=requests_per_second,
         p50_ms=p50_ms,
         p99_ms=p99_ms,
         requests=5000,
@@ -21,8 +37,8 @@ def measured(scenario: str, p50_ms: float, p99_ms: float, workers: int = 1) -> M
         load=load,
         peak_process_mb=100.0,
         peak_tree_mb=100.0,
-        cpu_ms_per_request=0.3,
-        machine_cpu_ms_per_request=0.35,
+        cpu_ms_per_request=cpu_ms,
+        machine_cpu_ms_per_request=cpu_ms * 1.2,
         unexpected_responses=0,
         check="ok",
     )
@@ -71,3 +87,29 @@ class TestHitTail:
 
     def test_without_a_hit_nothing_is_claimed(self):
         assert tail_lines([measured(BARE_POST, p50_ms=2.0, p99_ms=4.4)]) == []
+
+
+def limit_lines(measurements: list[Measurement]) -> list[str]:
+    return [line for line in ceilings(measurements, cores=2) if "rate-limited hit" in line]
+
+
+class TestRateLimitLine:
+    def test_limited_hit_is_compared_with_the_operators_hit_per_worker_count(self):
+        measurements = [
+            measured(CACHE_HIT, cpu_ms=0.30, requests_per_second=3200.0),
+            measured(LIMITED_HIT, cpu_ms=0.42, requests_per_second=2400.0),
+            measured(CACHE_HIT, workers=2, cpu_ms=0.40, requests_per_second=4000.0),
+            measured(LIMITED_HIT, workers=2, cpu_ms=0.50, requests_per_second=3600.0),
+        ]
+
+        lines = limit_lines(measurements)
+
+        assert lines == [
+            "INFO  rate-limited hit, 1 worker(s): 0.420 ms of server CPU against the operator's "
+            "0.300: the limit adds 0.120 ms (40%), at 0.75x its req/s",
+            "INFO  rate-limited hit, 2 worker(s): 0.500 ms of server CPU against the operator's "
+            "0.400: the limit adds 0.100 ms (25%), at 0.90x its req/s",
+        ]
+
+    def test_without_the_limited_hit_nothing_is_claimed(self):
+        assert limit_lines([measured(CACHE_HIT), measured(BARE_POST)]) == []
