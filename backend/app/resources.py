@@ -104,6 +104,7 @@ async def open_resources(
         concurrency=settings.job_concurrency,
         redelivery_seconds=settings.job_redelivery_seconds,
     )
+    rate_limiter = RateLimiter(availability, reserve_seconds=settings.rate_limit_reserve_seconds)
     job_runner: JobRunner | None = None
     embedded: asyncio.Task[None] | None = None
     stop_embedded = asyncio.Event()
@@ -157,7 +158,6 @@ async def open_resources(
             tracer=tracing.tracer() if tracing else None,
         )
         accounts = AccountService(database, settings, clock=externals.clock)
-        rate_limiter = RateLimiter(availability)
         job_runner = JobRunner(
             database,
             text_processor,
@@ -204,6 +204,7 @@ async def open_resources(
         if resilient is not None:
             await resilient.aclose()  # its background provider check, if one is running
         await history.close()  # rows already handed in are committed before the engine goes
+        await rate_limiter.aclose()  # what was charged ahead goes back while Redis is open
         # Close only what we opened: handed-in clients belong to whoever handed them in.
         if redis is not None and externals.redis is None:
             await redis.aclose()

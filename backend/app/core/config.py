@@ -208,6 +208,14 @@ class Settings(BaseSettings):
         description='Text requests per minute per tier, as JSON: {"free": 60, "pro": 600}.',
     )
     default_tier: str = Field("free", description="Tier of newly registered accounts.")
+    rate_limit_reserve_seconds: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="How long a worker keeps the part of a busy key's limit it charged ahead in "
+        "one round trip to Redis before giving back what it did not use; 0 charges every request "
+        "on its own.",
+    )
     registrations_per_minute: int = Field(
         10, ge=1, description="Registrations per minute from one client address (429 beyond)."
     )

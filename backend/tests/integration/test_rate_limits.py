@@ -1,5 +1,6 @@
 """API → rate limiter → Redis (or memory): per-key limits by tier, with their headers."""
 
+import asyncio
 import time
 
 import fakeredis
@@ -26,6 +27,16 @@ async def register(client: AsyncClient, email: str = "ada@example.com") -> str:
 async def limit_keys(redis: Redis, pattern: str = "*") -> list[bytes]:
     """The rate-limit windows stored in Redis, seen from outside the app."""
     return [key async for key in redis.scan_iter(match=f"{LIMIT_PREFIX}{pattern}")]
+
+
+async def window_length(redis: Redis, window: bytes, expected: int) -> int:
+    """A window's entries, polled until there are `expected` of them (a second at most)."""
+    length = -1
+    for _ in range(100):
+        if (length := int(await redis.llen(window))) == expected:
+            break
+        await asyncio.sleep(0.01)
+    return length
 
 
 class TestRateLimit:
@@ -141,6 +152,61 @@ class TestRateLimit:
         assert second.status_code == 429
         assert oversized.status_code == 422
         assert oversized.json()["error"]["details"]["requests_per_minute"] == 3
+
+
+class TestChargedAhead:
+    """Seam: text routes → RateLimiter's batches charged ahead per worker → one window in Redis.
+
+    Paths: RATE-05
+    Real: two apps from create_app in their lifespans (two workers), every layer of ours, over
+    in-process HTTP; the moving window on fakeredis, a redis-server and a container; SQLite.
+    Faked: nothing: the local model is the provider.
+    """
+
+    @pytest.mark.covers("RATE-05")
+    async def test_busy_key_on_two_workers_gets_its_limit_exactly_and_unused_entries_go_back(
+        self, make_client: ClientFactory, redis_backend: RedisBackend
+    ):
+        """Entries charged ahead never let a key past its limit, and none is lost to it.
+
+        Integration scope: two apps (as two workers) → each worker's batches charged ahead in
+        one script → one moving window in Redis; what a worker did not hand out goes back.
+        Business impact: a busy key is served without a round trip to Redis per request; the
+        limit must stay a limit (scaling out must not multiply it), and a customer must not
+        lose part of it to entries a worker charged and never used.
+        Test strategy: a tier of 240 per minute (batches of up to 4); 200 requests at once,
+        half through each app; then 4 in a row through a third app, new to the key (charged 1,
+        2, then 4 at once, of which 1 is used); after each, the window once it has settled;
+        then one request at a time through the first two until both refuse.
+        Success criteria: every request of the burst and of the row served; the window then
+        holds exactly 200, then 204 entries (what was charged ahead and not used is back); in
+        all, exactly 240 served, each refusal a 429 with Retry-After.
+        """
+        settings = {"rate_limit_tiers": {"free": 60, "pro": 240}, "api_keys_tier": "pro"}
+        apps = [await make_client(redis=redis_backend, **settings) for _ in range(2)]
+        third = await make_client(redis=redis_backend, **settings)
+        inspector = redis_backend.client()
+
+        try:
+            burst = await asyncio.gather(
+                *(apps[i % 2].post("/v1/text/process", json=TEXT) for i in range(200))
+            )
+            (window,) = await limit_keys(inspector)
+            after_burst = await window_length(inspector, window, 200)
+            row = [await third.post("/v1/text/process", json=TEXT) for _ in range(4)]
+            after_row = await window_length(inspector, window, 204)
+            later = []
+            while not later or any(r.status_code == 200 for r in later[-2:]):
+                later.extend([await app.post("/v1/text/process", json=TEXT) for app in apps])
+        finally:
+            await inspector.aclose()
+
+        refusals = [r for r in later if r.status_code != 200]
+        assert [r.status_code for r in [*burst, *row]] == [200] * 204
+        assert (after_burst, after_row) == (200, 204)
+        assert 204 + sum(r.status_code == 200 for r in later) == 240
+        assert {r.status_code for r in refusals} == {429}
+        assert all(1 <= int(r.headers["Retry-After"]) <= 60 for r in refusals)
 
 
 class TestRegistrationLimit:

@@ -1,5 +1,7 @@
-"""RateLimiter: moving-window counts in Redis, memory while Redis is down, and the tier settings."""
+"""RateLimiter: moving-window counts in Redis, a busy key charged ahead in batches, memory while
+Redis is down, and the tier settings."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -7,7 +9,7 @@ import fakeredis
 import pytest
 from app.core.config import load_settings
 from app.core.exceptions import ConfigurationError
-from app.infrastructure.rate_limit import RateLimiter, RateLimitResult
+from app.infrastructure.rate_limit import RESERVE_MAX, RateLimiter, RateLimitResult
 from app.infrastructure.redis_client import RedisAvailability
 from fakes.clock import FakeClock
 from limits import RateLimitItemPerMinute
@@ -165,3 +167,133 @@ class TestRateLimitWindowInRedis:
 
         assert [(r.allowed, r.remaining) for r in results] == [(True, 0), (False, 0)]
         assert results[-1].retry_after_seconds is not None
+
+
+class CountingRedis(fakeredis.FakeAsyncRedis):
+    """fakeredis that counts the scripts it is asked to run: the round trips a limiter takes."""
+
+    scripts = 0
+
+    async def evalsha(self, *args: Any, **kwargs: Any) -> Any:
+        self.scripts += 1
+        return await super().evalsha(*args, **kwargs)
+
+
+RESERVE_SECONDS = 0.05  # RATE_LIMIT_RESERVE_SECONDS' default
+
+
+def window_key(per_minute: int, identity: str) -> str:
+    return f"llm:ratelimit:{RateLimitItemPerMinute(per_minute).key_for(identity)}"
+
+
+async def window_length(redis: fakeredis.FakeAsyncRedis, key: str, expected: int) -> int:
+    """The window's entries, polled until there are `expected` of them (a second at most)."""
+    length = -1
+    for _ in range(100):
+        if (length := int(await redis.llen(key))) == expected:
+            break
+        await asyncio.sleep(0.01)
+    return length
+
+
+@pytest.fixture
+async def counting(server: fakeredis.FakeServer) -> AsyncIterator[CountingRedis]:
+    redis = CountingRedis(server=server)
+    yield redis
+    await redis.aclose()
+
+
+async def limiter_on(redis: fakeredis.FakeAsyncRedis, clock: FakeClock) -> RateLimiter:
+    """A limiter whose script Redis already holds: its first call loads it, a round trip more."""
+    availability = RedisAvailability(redis, clock=clock, retry_seconds=1.0)
+    limiter = RateLimiter(availability, reserve_seconds=RESERVE_SECONDS)
+    await limiter.hit("warm-up", per_minute=1)
+    if isinstance(redis, CountingRedis):
+        redis.scripts = 0
+    return limiter
+
+
+class TestChargedAhead:
+    """A busy key is charged a batch at a time, handed out in-process; unused entries go back."""
+
+    async def test_busy_key_takes_a_round_trip_per_batch_and_every_request_is_in_the_window(
+        self, counting: CountingRedis, clock: FakeClock
+    ):
+        limiter = await limiter_on(counting, clock)
+
+        results = [await limiter.hit("key:1", per_minute=6000) for _ in range(300)]
+        entries = await counting.llen(window_key(6000, "key:1"))
+        round_trips = counting.scripts
+        await limiter.aclose()
+
+        assert all(r.allowed for r in results)
+        assert [r.remaining for r in results[:3]] == [5999, 5998, 5997]
+        assert results[-1].remaining == 6000 - 300
+        # Batches of 1, 2, 4, ... 64 (a second's worth of 6,000 a minute is 100): 300 requests
+        # in 10 round trips where they took 300; at most one batch is charged and not yet used.
+        assert round_trips == 10
+        assert 300 <= entries <= 300 + RESERVE_MAX
+
+    async def test_entries_not_handed_out_go_back_to_the_window(
+        self, counting: CountingRedis, clock: FakeClock
+    ):
+        limiter = await limiter_on(counting, clock)
+        for _ in range(100):
+            await limiter.hit("key:1", per_minute=6000)
+        charged = await counting.llen(window_key(6000, "key:1"))
+
+        left = await window_length(counting, window_key(6000, "key:1"), expected=100)
+        await limiter.aclose()
+
+        assert charged > 100  # a batch was charged ahead and only partly handed out
+        assert left == 100  # what was not went back once RESERVE_SECONDS had passed
+
+    async def test_closing_gives_back_what_was_charged_ahead(
+        self, counting: CountingRedis, clock: FakeClock
+    ):
+        limiter = await limiter_on(counting, clock)
+        for _ in range(100):
+            await limiter.hit("key:1", per_minute=6000)
+
+        await limiter.aclose()
+
+        assert await counting.llen(window_key(6000, "key:1")) == 100
+
+    async def test_tier_of_a_request_a_second_or_less_is_charged_request_by_request(
+        self, counting: CountingRedis, clock: FakeClock
+    ):
+        limiter = await limiter_on(counting, clock)
+
+        lengths = []
+        for _ in range(5):
+            await limiter.hit("key:1", per_minute=60)
+            lengths.append(await counting.llen(window_key(60, "key:1")))
+        round_trips = counting.scripts
+        await limiter.aclose()
+
+        assert lengths == [1, 2, 3, 4, 5]
+        assert round_trips == 5
+
+    async def test_two_workers_never_let_a_key_past_its_limit_and_then_use_all_of_it(
+        self, server: fakeredis.FakeServer, clock: FakeClock
+    ):
+        clients = [fakeredis.FakeAsyncRedis(server=server) for _ in range(2)]
+        workers = [await limiter_on(client, clock) for client in clients]
+
+        burst = await asyncio.gather(
+            *(workers[i % 2].hit("key:1", per_minute=240) for i in range(400))
+        )
+        allowed_in_burst = sum(r.allowed for r in burst)
+        settled = await window_length(clients[0], window_key(240, "key:1"), allowed_in_burst)
+        later = 0
+        while any([(await worker.hit("key:1", per_minute=240)).allowed for worker in workers]):
+            later += 1
+        for worker in workers:
+            await worker.aclose()
+        final = await clients[0].llen(window_key(240, "key:1"))
+        for client in clients:
+            await client.aclose()
+
+        assert allowed_in_burst <= 240
+        assert settled == allowed_in_burst  # charged ahead and unused: given back
+        assert final == 240  # the whole limit was used, and no more
