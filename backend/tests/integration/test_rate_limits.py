@@ -10,7 +10,7 @@ from app.infrastructure.database.models import Account, ApiKey
 from conftest import OPERATOR_KEY, ClientFactory, DatabaseBackend, RedisBackend
 from fakes.clock import FakeClock
 from fakes.services import free_port
-from httpx import AsyncClient
+from httpx import AsyncClient, Response
 from redis.asyncio import Redis
 from sqlalchemy import select
 
@@ -195,7 +195,7 @@ class TestChargedAhead:
             after_burst = await window_length(inspector, window, 200)
             row = [await third.post("/v1/text/process", json=TEXT) for _ in range(4)]
             after_row = await window_length(inspector, window, 204)
-            later = []
+            later: list[Response] = []
             while not later or any(r.status_code == 200 for r in later[-2:]):
                 later.extend([await app.post("/v1/text/process", json=TEXT) for app in apps])
         finally:
