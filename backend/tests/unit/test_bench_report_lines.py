@@ -1,10 +1,12 @@
-"""bench/report.py's lines on the cache hit: its p99 over bare_post's taken apart into the ratio
-of their medians (which the throughputs set) and the ratio of their tails, with the tail the
-target would need beside the tightest tail of the run; and what a rate-limited key's hit costs
-over the operator's."""
+"""bench/report.py's lines beside the targets: the cache hit's p99 over bare_post's taken apart
+into the ratio of their medians (which the throughputs set) and the ratio of their tails, with the
+tail the target would need beside the tightest tail of the run; what a rate-limited key's hit
+costs over the operator's; and a miss's CPU beside its floor (bare_miss) and the bound a miss
+cannot go under (that floor plus what a hit adds to bare_post)."""
 
 from bench.loadgen import LoadResult
 from bench.report import (
+    BARE_MISS,
     BARE_POST,
     BREAKER_OPEN,
     CACHE_HIT,
@@ -113,3 +115,39 @@ class TestRateLimitLine:
 
     def test_without_the_limited_hit_nothing_is_claimed(self):
         assert limit_lines([measured(CACHE_HIT), measured(BARE_POST)]) == []
+
+
+def miss_lines(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.startswith("INFO  cache miss")]
+
+
+class TestMissFloor:
+    def test_floor_and_the_hits_addition_bound_a_miss_over_the_target(self):
+        measurements = [
+            measured(BARE_POST, cpu_ms=0.4),
+            measured(CACHE_HIT, cpu_ms=1.6),
+            measured(BARE_MISS, cpu_ms=1.75),
+            measured(CACHE_MISS, cpu_ms=4.5),
+        ]
+
+        lines = miss_lines(ceilings(measurements, cores=2))
+
+        assert "bare_miss) 1.750 ms, so ours adds 2.750, and 2 ms leaves ours 0.250" in lines[0]
+        assert "a miss costs at least 1.750 + 1.200 = 2.950 ms here, over the 2 ms" in lines[1]
+
+    def test_bound_within_the_target_says_so(self):
+        measurements = [
+            measured(BARE_POST, cpu_ms=0.15),
+            measured(CACHE_HIT, cpu_ms=0.45),
+            measured(BARE_MISS, cpu_ms=0.8),
+            measured(CACHE_MISS, cpu_ms=2.1),
+        ]
+
+        lines = miss_lines(ceilings(measurements, cores=2))
+
+        assert "at least 0.800 + 0.300 = 1.100 ms here, within the 2 ms target" in lines[1]
+
+    def test_without_the_yardstick_nothing_is_claimed(self):
+        measurements = [measured(BARE_POST, cpu_ms=0.4), measured(CACHE_MISS, cpu_ms=4.5)]
+
+        assert miss_lines(ceilings(measurements, cores=2)) == []
