@@ -29,6 +29,7 @@
 
 import asyncio
 import contextlib
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -167,7 +168,7 @@ class RateLimiter:
             self._shared = (redis, redis.client.register_script(_CHARGE_AND_COUNT_LUA))
         self._reserve_seconds = reserve_seconds  # 0: every request charged on its own
         self._reserved: dict[str, _Reservation] = {}
-        self._charging: dict[str, asyncio.Future[None]] = {}  # one charge per key at a time
+        self._charging: dict[str, asyncio.Future[RateLimitResult]] = {}  # one per key at a time
         self._returns: set[asyncio.Task[None]] = set()
 
     @property
@@ -208,12 +209,18 @@ class RateLimiter:
             if (charging := self._charging.get(key)) is None:
                 break
             await asyncio.wait([charging])  # then take from what it charged, or charge again
-        charging = self._charging[key] = asyncio.get_running_loop().create_future()
-        try:
-            return await self._charge(script, item, key, cost, reservation)
-        finally:
+        # A task of its own, shielded: a caller that goes away meanwhile (a client disconnecting)
+        # does not leave a batch charged in Redis and known to no one, never given back.
+        charge = asyncio.ensure_future(self._charge(script, item, key, cost, reservation))
+        self._charging[key] = charge
+        charge.add_done_callback(functools.partial(self._charged, key))
+        return await asyncio.shield(charge)
+
+    def _charged(self, key: str, charge: "asyncio.Future[RateLimitResult]") -> None:
+        if self._charging.get(key) is charge:
             del self._charging[key]
-            charging.set_result(None)
+        if not charge.cancelled():
+            charge.exception()  # its caller may be gone: retrieved here, raised to the caller
 
     async def _charge(
         self,

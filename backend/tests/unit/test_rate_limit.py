@@ -170,13 +170,20 @@ class TestRateLimitWindowInRedis:
 
 
 class CountingRedis(fakeredis.FakeAsyncRedis):
-    """fakeredis that counts the scripts it is asked to run: the round trips a limiter takes."""
+    """fakeredis that counts the scripts it is asked to run (the round trips a limiter takes),
+    and can hold them until released, as a slow Redis would."""
 
     scripts = 0
+    held: asyncio.Event | None = None  # set: each answer waits for it, once `arrived` is set
+    arrived: asyncio.Event | None = None
 
     async def evalsha(self, *args: Any, **kwargs: Any) -> Any:
         self.scripts += 1
-        return await super().evalsha(*args, **kwargs)
+        answer = await super().evalsha(*args, **kwargs)
+        if self.held is not None and self.arrived is not None:  # run, its answer not yet back
+            self.arrived.set()
+            await self.held.wait()
+        return answer
 
 
 RESERVE_SECONDS = 0.05  # RATE_LIMIT_RESERVE_SECONDS' default
@@ -258,6 +265,24 @@ class TestChargedAhead:
         await limiter.aclose()
 
         assert await counting.llen(window_key(6000, "key:1")) == 100
+
+    async def test_caller_gone_while_a_batch_is_charged_its_unused_entries_still_go_back(
+        self, counting: CountingRedis, clock: FakeClock
+    ):
+        limiter = await limiter_on(counting, clock)
+        for _ in range(3):  # batches of 1 and 2: the next charge takes 4
+            await limiter.hit("key:1", per_minute=6000)
+        counting.held, counting.arrived = asyncio.Event(), asyncio.Event()
+        caller = asyncio.create_task(limiter.hit("key:1", per_minute=6000))
+        await counting.arrived.wait()
+
+        caller.cancel()  # a client disconnecting before Redis's answer to the charge is back
+        counting.held.set()
+        left = await window_length(counting, window_key(6000, "key:1"), expected=4)
+        await limiter.aclose()
+
+        assert caller.cancelled()
+        assert left == 4  # the three served, and the gone caller's own; the other 3 went back
 
     async def test_tier_of_a_request_a_second_or_less_is_charged_request_by_request(
         self, counting: CountingRedis, clock: FakeClock
