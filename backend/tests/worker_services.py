@@ -73,6 +73,12 @@ class Services:
     def start_container(self) -> None:
         """Begin starting this process's Redis container in the background (idempotent)."""
         if self._container is None and docker_answers():
+            # Imported here, in the main thread: importing requests (through docker) in the
+            # background raced the tests' warning filters, which pytest swaps in and out around
+            # each test for the whole process, and a DependencyWarning requests silences for
+            # itself became an error that failed the container's start (in two runs of four).
+            import testcontainers.community.redis  # noqa: F401
+
             self._container = self._starter.submit(self._run_container)
 
     def container_redis_url(self) -> str:
