@@ -279,19 +279,17 @@ class RateLimiter:
     async def _give_back(self, key: str, stamp: str, count: int) -> None:
         assert self._shared is not None  # reservations are made in Redis only
         availability, script = self._shared
-        if availability.client_now() is None:
-            return  # held down: the entries leave the window with time
-        # Best effort, and no request waits for it: a failure here does not hold Redis down for
-        # the process (the next request's command finds out for itself), and the entries then
-        # leave the window with time, as they would have without this worker's help.
+        # Best effort, and no request waits for it: never the probe of a Redis held down, and a
+        # failure does not hold Redis down for the process (the next request's command finds
+        # out for itself). Entries not given back leave the window with time.
+        if availability.client_if_up() is None:
+            return
         with contextlib.suppress(*REDIS_ERRORS):
             await script(keys=[key], args=[repr(time.time()), 1, 60, 0, 0, stamp, count])
 
     async def aclose(self) -> None:
         """Give back what was charged ahead and not handed out, before Redis is closed."""
         for key, reservation in list(self._reserved.items()):
-            if reservation.expiry is not None:
-                reservation.expiry.cancel()
             self._expire(key, reservation)
         await asyncio.gather(*self._returns, return_exceptions=True)
 
