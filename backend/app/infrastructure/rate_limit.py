@@ -13,8 +13,9 @@
   (per_minute / 60, at most RESERVE_MAX) in one round trip and hands it out in-process, and
   what it has not handed out after `reserve_seconds` (RATE_LIMIT_RESERVE_SECONDS) goes back to
   the window (the entries of one charge share a timestamp, so one LREM removes them). The batch
-  doubles while the last one ran out within its time, and shrinks to what was used when it did
-  not; a first request, or a tier of 60 a minute or less, is charged alone, as before.
+  doubles while the last one ran out within its time, and starts again from the request alone
+  when it did not; a first request, or a tier of 60 a minute or less, is charged alone, as
+  before.
   Entries charged ahead are in the window before they are used, so they never let a caller past
   its limit. Stamped when charged, they leave the window up to `reserve_seconds` early: at most
   one batch per worker can be used again that much sooner. Held by one worker, they are refused
@@ -147,9 +148,8 @@ class _Reservation:
         return True
 
     def next_size(self, now: float, cost: int, most: int) -> int:
-        """All used within its time: twice as many. Otherwise as many as were used."""
-        used = self.size - self.left
-        size = self.size * 2 if self.left == 0 and now < self.until else used
+        """All handed out within its time: twice as many. Otherwise the request alone."""
+        size = self.size * 2 if self.left == 0 and now < self.until else cost
         return max(cost, min(most, size))
 
 

@@ -241,6 +241,21 @@ class TestChargedAhead:
         assert round_trips == 10
         assert 300 <= entries <= 300 + RESERVE_MAX
 
+    async def test_request_costing_more_than_is_left_is_charged_alone_and_the_rest_goes_back(
+        self, counting: CountingRedis, clock: FakeClock
+    ):
+        limiter = await limiter_on(counting, clock)
+        for _ in range(2):  # charged 1, then 2 of which 1 is left
+            await limiter.hit("key:1", per_minute=6000)
+
+        batch = await limiter.hit("key:1", per_minute=6000, cost=3)  # a batch of 3 items
+        entries = await counting.llen(window_key(6000, "key:1"))
+        await limiter.aclose()
+
+        assert batch.allowed
+        assert batch.remaining == 6000 - 5
+        assert entries == 5  # 2 served, the 1 left given back, 3 charged for the batch alone
+
     async def test_entries_not_handed_out_go_back_to_the_window(
         self, counting: CountingRedis, clock: FakeClock
     ):
