@@ -2,6 +2,7 @@
 Redis is down, and the tier settings."""
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -71,10 +72,14 @@ class TestRateLimiter:
     async def test_without_redis_counts_in_memory(self):
         limiter = RateLimiter(None)
 
+        before = time.time()
         results = [await limiter.hit("key:1", per_minute=1) for _ in range(2)]
+        after = time.time()
 
         assert limiter.backend == "memory"
         assert [r.allowed for r in results] == [True, False]
+        # The window resets a minute after its one request.
+        assert before + 60 <= results[1].reset_at <= after + 60
 
     async def test_outage_retries_redis_after_the_default_one_second(
         self, server: fakeredis.FakeServer, clock: FakeClock
