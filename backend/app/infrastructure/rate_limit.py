@@ -196,6 +196,9 @@ class RateLimiter:
         self, script: AsyncScript, item: RateLimitItem, identity: str, cost: int
     ) -> RateLimitResult:
         key = f"{self._key_prefix}:{item.key_for(identity)}"
+        most = min(RESERVE_MAX, item.amount // 60) if self._reserve_seconds > 0 else 1
+        if most <= 1:  # charged request by request: nothing is held, nothing goes back
+            return await self._charge(script, item, key, cost, None, most)
         while True:
             reservation = self._reserved.get(key)
             if reservation is not None and reservation.take(cost, time.monotonic()):
@@ -211,7 +214,7 @@ class RateLimiter:
             await asyncio.wait([charging])  # then take from what it charged, or charge again
         # A task of its own, shielded: a caller that goes away meanwhile (a client disconnecting)
         # does not leave a batch charged in Redis and known to no one, never given back.
-        charge = asyncio.ensure_future(self._charge(script, item, key, cost, reservation))
+        charge = asyncio.ensure_future(self._charge(script, item, key, cost, reservation, most))
         self._charging[key] = charge
         charge.add_done_callback(functools.partial(self._charged, key))
         return await asyncio.shield(charge)
@@ -229,10 +232,12 @@ class RateLimiter:
         key: str,
         cost: int,
         last: _Reservation | None,
+        most: int,
     ) -> RateLimitResult:
+        """Charges a batch of up to `most` entries, this request's among them, in one round trip;
+        what `last` has not handed out goes back in the same one."""
         now, started = time.time(), time.monotonic()
-        most = min(RESERVE_MAX, item.amount // 60) if self._reserve_seconds > 0 else 1
-        size = cost if last is None or most <= 1 else last.next_size(started, cost, most)
+        size = cost if last is None else last.next_size(started, cost, most)
         back = ("", 0)
         if last is not None:  # what it has left goes back with this charge, not on its timer
             back = (last.stamp, last.left)
@@ -242,7 +247,7 @@ class RateLimiter:
             keys=[key], args=[repr(now), item.amount, item.get_expiry(), cost, size, *back]
         )
         charged, count = int(charged), int(count)
-        if charged >= cost and self._reserve_seconds > 0:
+        if charged >= cost and most > 1:
             # Kept even when nothing is left: how fast it ran out sets the next batch's size.
             reservation = _Reservation(
                 stamp=repr(now),
