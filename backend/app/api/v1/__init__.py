@@ -2,7 +2,7 @@
 
 FastAPI (0.165) matches an included router's routes anew on each request, walking every level of
 inclusion twice: once to match the path, once more to dispatch it. Under two levels, that walk
-was a tenth of a cache hit's CPU (README, Benchmarks). The routes that most requests go to are
+was a sixth of a cache hit's CPU in-process (README, Benchmarks). The routes most requests go to are
 therefore declared with their full paths and listed as they are, and only the others are
 included. The order is the one inclusion gave, so the OpenAPI document is unchanged.
 """
