@@ -242,8 +242,10 @@ class TestChargedAhead:
         assert [r.remaining for r in results[:3]] == [5999, 5998, 5997]
         assert results[-1].remaining == 6000 - 300
         # Batches of 1, 2, 4, ... 64 (a second's worth of 6,000 a minute is 100): 300 requests
-        # in 10 round trips where they took 300; at most one batch is charged and not yet used.
-        assert round_trips == 10
+        # in 10 round trips where they took 300. A pause longer than RESERVE_SECONDS between two
+        # hits (a loaded machine) starts the batches again from 1: a few round trips more.
+        assert 10 <= round_trips <= 20
+        # At most one batch is charged and not yet used.
         assert 300 <= entries <= 300 + RESERVE_MAX
 
     async def test_request_costing_more_than_is_left_is_charged_alone_and_the_rest_goes_back(
@@ -265,15 +267,17 @@ class TestChargedAhead:
         self, counting: CountingRedis, clock: FakeClock
     ):
         limiter = await limiter_on(counting, clock)
-        for _ in range(100):
+        key = window_key(6000, "key:1")
+        charged = served = 0
+        while charged <= served < 100:  # until a batch is charged ahead of what was handed out
             await limiter.hit("key:1", per_minute=6000)
-        charged = await counting.llen(window_key(6000, "key:1"))
+            served, charged = served + 1, await counting.llen(key)
 
-        left = await window_length(counting, window_key(6000, "key:1"), expected=100)
+        left = await window_length(counting, key, expected=served)
         await limiter.aclose()
 
-        assert charged > 100  # a batch was charged ahead and only partly handed out
-        assert left == 100  # what was not went back once RESERVE_SECONDS had passed
+        assert charged > served  # a batch was charged ahead and only partly handed out
+        assert left == served  # what was not went back once RESERVE_SECONDS had passed
 
     async def test_closing_gives_back_what_was_charged_ahead(
         self, counting: CountingRedis, clock: FakeClock
